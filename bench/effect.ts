@@ -1,0 +1,69 @@
+/**
+ * `LruCache.get` on a hit, as an Effect inside a fiber, against effect's own `Cache.get` hit; and the cost of
+ * metrics on that path (the same cache built with `metrics: false`).
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as EffectCache from "effect/Cache"
+import type { Cache } from "../src/Cache.js"
+import * as LruCache from "../src/LruCache.js"
+import { type Case, measure, random, type Result } from "./harness.js"
+
+const CAPACITY = 10_000
+const OPS = 500_000
+
+const keys = (() => {
+  const next = random(11)
+  return Array.from({ length: OPS }, () => Math.floor(next() * CAPACITY))
+})()
+
+/** One fiber reading every key in turn: the loop is the same for every case, only the `get` differs. */
+const readAll = (get: (key: number) => Effect.Effect<number, unknown>) =>
+  Effect.gen(function*() {
+    let sum = 0
+    for (let i = 0; i < OPS; i++) sum += yield* get(keys[i]!)
+    return sum
+  })
+
+const filledLru = (metrics: boolean): Cache<number, number> =>
+  Effect.runSync(
+    Effect.gen(function*() {
+      const cache = yield* LruCache.make<number, number>({ capacity: CAPACITY, name: "bench-lru", metrics })
+      yield* cache.setMany(Array.from({ length: CAPACITY }, (_, i) => [i, i] as const))
+      return cache
+    })
+  )
+
+const lruCase = (name: string, metrics: boolean): Case => ({
+  name,
+  setup: () => filledLru(metrics),
+  run: (cache: Cache<number, number>) => {
+    Effect.runSync(readAll(cache.get))
+    return OPS
+  }
+})
+
+const effectCacheCase: Case = {
+  name: "effect Cache.get",
+  setup: () =>
+    Effect.runSync(
+      Effect.gen(function*() {
+        const cache = yield* EffectCache.make({
+          capacity: CAPACITY,
+          timeToLive: Duration.infinity,
+          lookup: (key: number) => Effect.succeed(key)
+        })
+        for (let i = 0; i < CAPACITY; i++) yield* cache.get(i)
+        return cache
+      })
+    ),
+  run: (cache: EffectCache.Cache<number, number>) => {
+    Effect.runSync(readAll((key) => cache.get(key)))
+    return OPS
+  }
+}
+
+export const runEffectHit = (): { readonly versusEffect: Array<Result>; readonly metrics: Array<Result> } => ({
+  versusEffect: measure([lruCase("@rms/cache LruCache.get", true), effectCacheCase]),
+  metrics: measure([lruCase("metrics on", true), lruCase("metrics off", false)])
+})

@@ -1,0 +1,75 @@
+/**
+ * A bounded in-memory tier with exact least-recently-used eviction and an optional time-to-live.
+ *
+ * @since 0.1.0
+ */
+import type * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type { Cache } from "./Cache.js"
+import * as CacheMetrics from "./CacheMetrics.js"
+import { LruMap } from "./internal/lruMap.js"
+import * as MemoryTier from "./internal/memoryTier.js"
+import { validateCapacity, validateTimeToLive } from "./internal/options.js"
+
+/**
+ * Options of an `LruCache`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The most entries held; a write beyond it evicts the least recently used entry. */
+  readonly capacity: number
+  /** How long an entry lives after it was written, unless the write gives its own. Default: forever. */
+  readonly timeToLive?: Duration.DurationInput
+  /** The name the metrics are tagged with. Default: `"lru"` for `make`, the tag's key for `layer`. */
+  readonly name?: string
+  /** Whether to record metrics. Default: true. */
+  readonly metrics?: boolean
+}
+
+/**
+ * Builds an LRU tier. Expiry reads the `Clock` in the context where the cache is built, so `TestClock` drives
+ * it in tests. Expired entries are dropped when read or when eviction reaches them; there is no sweeper (use
+ * `TtlCache` for a tier that removes expired entries in the background).
+ *
+ * Fails with `IllegalArgumentException` for a capacity that is not a positive integer or a time-to-live that
+ * is not a positive duration.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <K, V>(options: Options): Effect.Effect<Cache<K, V>, Cause.IllegalArgumentException> =>
+  Effect.gen(function*() {
+    const name = options.name ?? "lru"
+    const capacity = yield* validateCapacity(options.capacity, name)
+    const defaultTimeToLive = yield* validateTimeToLive(options.timeToLive, name)
+    const clock = yield* Effect.clock
+    const labels = { cache: name, tier: "lru" }
+    const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
+    const entries = new LruMap<K, MemoryTier.Entry<V>>(capacity, (_key, entry) => {
+      if (MemoryTier.isExpired(entry, clock.unsafeCurrentTimeMillis())) metrics.unsafeExpiration()
+      else metrics.unsafeEviction()
+    })
+    return MemoryTier.make({ name, entries, defaultTimeToLive, clock, metrics })
+  })
+
+/**
+ * A layer providing an LRU tier under `tag`, named after the tag's key unless `options.name` says otherwise.
+ *
+ * ```ts
+ * class TaskL1 extends Cache.Tag("app/TaskL1")<TaskL1, TaskId, Task>() {}
+ * const TaskL1Live = LruCache.layer(TaskL1, { capacity: 10_000, timeToLive: "5 minutes" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <I, K, V, E>(
+  tag: Context.Tag<I, Cache<K, V, E>>,
+  options: Options
+): Layer.Layer<I, Cause.IllegalArgumentException> =>
+  Layer.effect(tag, make<K, V>({ ...options, name: options.name ?? tag.key }))
