@@ -25,21 +25,35 @@ export const median = (values: ReadonlyArray<number>): number => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-/** Runs `cases` for `rounds` rounds (plus one warm-up round that is not counted). */
+/**
+ * Runs `cases` for `rounds` rounds (plus one warm-up round that is not counted). Every other round runs the
+ * cases in reverse order, so that running first or last (a fresh heap, a pending collection) favours no case.
+ */
 export const measure = (cases: ReadonlyArray<Case>, options: { readonly rounds?: number } = {}): Array<Result> => {
   const n = options.rounds ?? rounds
   const samples = cases.map(() => [] as Array<number>)
   for (let round = -1; round < n; round++) {
-    cases.forEach((c, i) => {
+    const order = cases.map((_, i) => i)
+    if (round % 2 === 1) order.reverse()
+    for (const i of order) {
+      const c = cases[i]!
       const state = c.setup?.()
       const start = performance.now()
       const ops = c.run(state)
       const elapsed = performance.now() - start
       if (round >= 0) samples[i]!.push(ops / (elapsed / 1000))
-    })
+    }
   }
   return cases.map((c, i) => ({ name: c.name, opsPerSecond: median(samples[i]!), rounds: samples[i]! }))
 }
+
+/**
+ * The median over rounds of `subject`'s throughput divided by the best of `others` in the same round. Rounds
+ * are measured back to back, so a ratio per round cancels the machine's slow drifts, which a ratio of medians
+ * does not.
+ */
+export const ratioPerRound = (subject: Result, others: ReadonlyArray<Result>): number =>
+  median(subject.rounds.map((ops, i) => ops / Math.max(...others.map((o) => o.rounds[i]!))))
 
 /** Like `measure`, for cases whose run is asynchronous. */
 export interface AsyncCase {

@@ -2,19 +2,13 @@
  * Markdown helpers for BENCHMARKS.md.
  */
 import { readFileSync } from "node:fs"
-import { createRequire } from "node:module"
 import * as os from "node:os"
 
-const require = createRequire(import.meta.url)
-
-/** The installed version of a dependency, read from its package.json. */
-export const versionOf = (name: string): string => {
-  try {
-    return (JSON.parse(readFileSync(require.resolve(`${name}/package.json`), "utf8")) as { version: string }).version
-  } catch {
-    return "?"
-  }
-}
+/** The installed version of a dependency, read from its package.json (some packages do not export that file). */
+export const versionOf = (name: string): string =>
+  (JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), "utf8")) as {
+    version: string
+  }).version
 
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string =>
   [

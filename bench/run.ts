@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from "node:fs"
 import { runEffectHit } from "./effect.js"
-import { formatNanos, formatOps, rounds } from "./harness.js"
+import { formatNanos, formatOps, type Result, ratioPerRound, rounds } from "./harness.js"
 import { runLru, runLruMemory } from "./lru.js"
 import { machine, ratio, table, versionOf } from "./report.js"
 
@@ -28,11 +28,10 @@ ${
   table(
     ["workload", "LruMap", "lru-cache", "mnemonist", "LruMap ÷ faster competitor"],
     lru.map(({ results, workload }) => {
-      const by = (name: string) => results.find((r) => r.name.startsWith(name))!.opsPerSecond
-      const best = Math.max(by("lru-cache"), by("mnemonist"))
-      return [workload, formatOps(by(ours)), formatOps(by("lru-cache")), formatOps(by("mnemonist")), `**${
-        ratio(by(ours) / best)
-      }**`]
+      const by = (name: string) => results.find((r) => r.name.startsWith(name))!
+      const versus = ratioPerRound(by(ours), [by("lru-cache"), by("mnemonist")])
+      const ops = (name: string) => formatOps(by(name).opsPerSecond)
+      return [workload, ops(ours), ops("lru-cache"), ops("mnemonist"), `**${ratio(versus)}**`]
     })
   )
 }
@@ -50,10 +49,8 @@ ${table(["structure", "bytes per entry"], memory.map((m) => [m.name, m.bytesPerE
 
 log("LruCache.get in a fiber …")
 const effectHit = runEffectHit()
-const ourGet = effectHit.versusEffect[0]!.opsPerSecond
-const effectGet = effectHit.versusEffect[1]!.opsPerSecond
-const metricsOn = effectHit.metrics[0]!.opsPerSecond
-const metricsOff = effectHit.metrics[1]!.opsPerSecond
+const [ourGet, effectGet] = effectHit.versusEffect as [Result, Result]
+const [metricsOn, metricsOff] = effectHit.metrics as [Result, Result]
 sections.push(`## \`LruCache.get\` hit inside a fiber
 
 One fiber reads 5e5 keys, uniformly from 1e4 held keys, with \`yield*\` in an \`Effect.gen\` loop (the loop is the
@@ -62,8 +59,8 @@ time-to-live, and filled through its lookup. Target: ≥ 4× faster than effect'
 
 ${
   table(["case", "time per get", "speed-up"], [
-    ["@rms/cache `LruCache.get`", formatNanos(ourGet), `**${ratio(ourGet / effectGet)}**`],
-    ["effect `Cache.get`", formatNanos(effectGet), "1.00×"]
+    ["@rms/cache `LruCache.get`", formatNanos(ourGet.opsPerSecond), `**${ratio(ratioPerRound(ourGet, [effectGet]))}**`],
+    ["effect `Cache.get`", formatNanos(effectGet.opsPerSecond), "1.00×"]
   ])
 }
 
@@ -72,17 +69,22 @@ ${
 The same \`LruCache.get\` loop with metrics on (the default) and with \`metrics: false\`. Target: ≤ 25 % slower on.
 
 ${
-  table(["case", "time per get"], [["metrics on", formatNanos(metricsOn)], ["metrics off", formatNanos(metricsOff)]])
+  table(["case", "time per get"], [
+    ["metrics on", formatNanos(metricsOn.opsPerSecond)],
+    ["metrics off", formatNanos(metricsOff.opsPerSecond)]
+  ])
 }
 
-Metrics on cost **${((metricsOff / metricsOn - 1) * 100).toFixed(1)} %** per hit.
+Metrics on cost **${((ratioPerRound(metricsOff, [metricsOn]) - 1) * 100).toFixed(1)} %** per hit (median over
+rounds of the time ratio, on ÷ off).
 `)
 
 const document = `# Benchmarks
 
-Written by \`npm run bench\` (${new Date().toISOString().slice(0, 10)}). Every figure is the median of ${rounds}
-rounds after one warm-up round; within a round the cases of a table run one after another in the same process,
-so noise falls on all of them alike. Reproduce with \`npm ci && npm run bench\` (\`BENCH_ROUNDS=n\` for more rounds).
+Written by \`npm run bench\` (${new Date().toISOString().slice(0, 10)}). Throughputs are medians of ${rounds} rounds
+after one warm-up round. Within a round the cases of a table run back to back in one process (in reverse order
+every other round), and each ratio is the median over rounds of that round's ratio, which cancels the slow drifts
+of a shared 2-core machine. Reproduce with \`npm ci && npm run bench\` (\`BENCH_ROUNDS=n\` for more rounds).
 
 Machine: ${machine()}.
 
