@@ -53,6 +53,10 @@ export interface CacheStats {
   readonly loadFailures: number
   /** Calls that joined a load already in flight instead of starting their own. */
   readonly sharedLoads: number
+  /** Stored values that did not decode with the tier's schema (each treated as a miss and deleted). */
+  readonly decodeFailures: number
+  /** Backend calls that failed or timed out; for a multi-level cache, tier calls skipped by failing open. */
+  readonly errors: number
   readonly size: number
 }
 
@@ -81,6 +85,10 @@ export interface CacheMetrics {
   unsafeLoadFailure(millis: number): void
   /** A caller joined a load already in flight. */
   unsafeShared(count?: number): void
+  /** A stored value did not decode. */
+  unsafeDecodeFailure(count?: number): void
+  /** A backend call failed or timed out. */
+  unsafeError(count?: number): void
   /** The tier now holds `size` entries. */
   unsafeSize(size: number): void
   /** The current values of this cache's metrics. */
@@ -98,6 +106,8 @@ const names = {
   loads: "cache_loads",
   loadFailures: "cache_load_failures",
   sharedLoads: "cache_singleflight_shared",
+  decodeFailures: "cache_decode_failures",
+  errors: "cache_errors",
   size: "cache_size",
   loadDuration: "cache_load_duration_ms"
 } as const
@@ -180,6 +190,8 @@ class Recorder implements CacheMetrics {
   private readonly loads: CounterMetric
   private readonly loadFailures: CounterMetric
   private readonly shared: CounterMetric
+  private readonly decodeFailures: CounterMetric
+  private readonly errors: CounterMetric
   private readonly size: GaugeMetric
   private readonly duration: HistogramMetric
 
@@ -193,13 +205,19 @@ class Recorder implements CacheMetrics {
     this.loads = counter(names.loads, labels)
     this.loadFailures = counter(names.loadFailures, labels)
     this.shared = counter(names.sharedLoads, labels)
+    this.decodeFailures = counter(names.decodeFailures, labels)
+    this.errors = counter(names.errors, labels)
     this.size = sizeGauge(labels)
     this.duration = loadDuration(labels)
     // Register every metric now, so an exporter lists the cache (at zero) before its first event.
     for (const metric of [this.hits, this.misses, this.sets, this.evictions, this.expirations, this.invalidations]) {
       metric.register()
     }
-    for (const metric of [this.loads, this.loadFailures, this.shared, this.size, this.duration]) metric.register()
+    for (const metric of [this.loads, this.loadFailures, this.shared, this.decodeFailures, this.errors]) {
+      metric.register()
+    }
+    this.size.register()
+    this.duration.register()
   }
 
   unsafeHit(count = 1): void {
@@ -232,6 +250,12 @@ class Recorder implements CacheMetrics {
   unsafeShared(count = 1): void {
     this.shared.unsafeUpdate(count, none)
   }
+  unsafeDecodeFailure(count = 1): void {
+    this.decodeFailures.unsafeUpdate(count, none)
+  }
+  unsafeError(count = 1): void {
+    this.errors.unsafeUpdate(count, none)
+  }
   unsafeSize(size: number): void {
     this.size.unsafeUpdate(size, none)
   }
@@ -251,6 +275,8 @@ class Recorder implements CacheMetrics {
         loads: this.loads.unsafeValue(none).count,
         loadFailures: this.loadFailures.unsafeValue(none).count,
         sharedLoads: this.shared.unsafeValue(none).count,
+        decodeFailures: this.decodeFailures.unsafeValue(none).count,
+        errors: this.errors.unsafeValue(none).count,
         size: this.size.unsafeValue(none).value
       }
     })
@@ -268,6 +294,8 @@ const emptyStats: CacheStats = {
   loads: 0,
   loadFailures: 0,
   sharedLoads: 0,
+  decodeFailures: 0,
+  errors: 0,
   size: 0
 }
 
@@ -300,6 +328,8 @@ export const disabled = (labels: Labels): CacheMetrics => ({
   unsafeLoad: noop,
   unsafeLoadFailure: noop,
   unsafeShared: noop,
+  unsafeDecodeFailure: noop,
+  unsafeError: noop,
   unsafeSize: noop,
   stats: Effect.succeed(emptyStats)
 })

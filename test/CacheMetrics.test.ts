@@ -21,6 +21,8 @@ describe("CacheMetrics", () => {
       metrics.unsafeLoad(3)
       metrics.unsafeLoadFailure(5)
       metrics.unsafeShared(6)
+      metrics.unsafeDecodeFailure()
+      metrics.unsafeError(7)
       metrics.unsafeSize(9)
       expect(yield* CacheMetrics.stats(labels)).toStrictEqual({
         hits: 3,
@@ -33,6 +35,8 @@ describe("CacheMetrics", () => {
         loads: 2,
         loadFailures: 1,
         sharedLoads: 6,
+        decodeFailures: 1,
+        errors: 7,
         size: 9
       })
     }))
@@ -59,7 +63,7 @@ describe("CacheMetrics", () => {
         "time_unit=milliseconds"
       ])
       // Registered at construction: an exporter lists the cache before its first event.
-      expect(snapshot.filter((pair) => pair.metricKey.tags.some((t) => t.value === labels.cache)).length).toBe(11)
+      expect(snapshot.filter((pair) => pair.metricKey.tags.some((t) => t.value === labels.cache)).length).toBe(13)
     }))
 
   it.effect("two recorders with the same labels add up; other labels stay apart", () =>

@@ -1,0 +1,205 @@
+/**
+ * Tiers in order (L1 → L2 → …) over a batch loader: a miss asks the next tier, then the loader, and what is
+ * found is back-filled into the tiers above. Loads are batched and shared through `SingleFlight.makeBatched`;
+ * a failing tier is skipped (fail-open) and counted.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import type { Cache, SetOptions } from "./Cache.js"
+import { CacheMiss } from "./Cache.js"
+import * as CacheMetrics from "./CacheMetrics.js"
+import * as SingleFlight from "./SingleFlight.js"
+
+/**
+ * A tier and how long a call to it may take.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Tier<K, V> {
+  readonly cache: Cache<K, V, unknown>
+  /**
+   * The longest one call may take; past it the call is abandoned and the tier skipped for that call, as if
+   * it had failed. Default: no bound (right for in-memory tiers, which answer synchronously).
+   */
+  readonly timeout?: Duration.DurationInput
+}
+
+/**
+ * Options of a multi-level cache.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<K, V, E, R> {
+  /** The name its own metrics (loads, fall-throughs) are tagged with, under the tier `"multilevel"`. */
+  readonly name: string
+  /** The tiers, nearest first. Each is a `Cache` or a `Tier` with a timeout. */
+  readonly tiers: ReadonlyArray<Cache<K, V, unknown> | Tier<K, V>>
+  /** Loads the keys no tier has, in one call; keys it does not return do not exist. */
+  readonly load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, V>, E, R>
+  /** The most keys one load asks for. Default: 2048. */
+  readonly maxBatchSize?: number
+  /** Whether to record metrics. Default: true. */
+  readonly metrics?: boolean
+}
+
+/**
+ * A multi-level cache is itself a `Cache`: `get` answers from the nearest tier that has the key, else from the
+ * loader (failing with `CacheMiss` only when the loader has nothing either, and with `E` when it fails).
+ * Writes and invalidations go to every tier, nearest first; `size` is the nearest tier's.
+ *
+ * Its own metrics (tier `"multilevel"`) count a key as a hit when some tier had it and as a miss when it went
+ * to the loader; each tier's metrics say which tier answered.
+ *
+ * A tier call that fails or times out never fails the caller: reads fall through to the next tier or the
+ * loader, writes to that tier are skipped, and each is counted in `cache_errors`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MultiLevelCache<K, V, E> extends Cache<K, V, E> {
+  /** The metrics of this cache's own work: loads, their duration, shared loads and fall-throughs. */
+  readonly metrics: CacheMetrics.CacheMetrics
+}
+
+interface ResolvedTier<K, V> {
+  readonly cache: Cache<K, V, unknown>
+  readonly timeout: Duration.Duration | undefined
+}
+
+const isTier = <K, V>(tier: Cache<K, V, unknown> | Tier<K, V>): tier is Tier<K, V> => "cache" in tier
+
+/**
+ * Builds a multi-level cache; its loads run in fibers of the current scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <K, V, E, R>(
+  options: Options<K, V, E, R>
+): Effect.Effect<MultiLevelCache<K, V, E>, Cause.IllegalArgumentException, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    if (options.tiers.length === 0) {
+      return yield* new Cause.IllegalArgumentException(`cache "${options.name}": at least one tier is needed`)
+    }
+    const tiers: ReadonlyArray<ResolvedTier<K, V>> = options.tiers.map((tier) =>
+      isTier(tier)
+        ? { cache: tier.cache, timeout: tier.timeout === undefined ? undefined : Duration.decode(tier.timeout) }
+        : { cache: tier, timeout: undefined }
+    )
+    const labels = { cache: options.name, tier: "multilevel" }
+    const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
+
+    /** Runs a tier call fail-open: a failure or a timeout yields `fallback` and is counted. */
+    const guarded = <A>(tier: ResolvedTier<K, V>, call: Effect.Effect<A, unknown>, fallback: A): Effect.Effect<A> => {
+      const bounded = tier.timeout === undefined ? call : Effect.timeoutFail(call, {
+        duration: tier.timeout,
+        onTimeout: () => new Cause.TimeoutException(`tier "${tier.cache.name}" took longer than ${Duration.format(tier.timeout!)}`)
+      })
+      return Effect.catchAll(bounded, () =>
+        Effect.sync(() => {
+          metrics.unsafeError()
+          return fallback
+        }))
+    }
+    const noEntries: ReadonlyMap<K, V> = new Map()
+
+    /** Stores `entries` in every tier above `below` (nearest first), skipping keys a write has superseded. */
+    const backfill = (below: number, entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean) =>
+      Effect.forEach(
+        tiers.slice(0, below),
+        (tier) =>
+          Effect.suspend(() => {
+            const current = entries.filter(([key]) => isCurrent(key))
+            return current.length === 0 ? Effect.void : guarded(tier, tier.cache.setMany(current), undefined)
+          }),
+        { discard: true }
+      )
+
+    /** Answers a batch of keys that missed the nearest tier: the next tiers in turn, then the loader. */
+    const resolve = (keys: ReadonlyArray<K>, isCurrent: (key: K) => boolean) =>
+      Effect.gen(function*() {
+        const found = new Map<K, V>()
+        let missing = keys
+        for (let level = 1; level < tiers.length && missing.length > 0; level++) {
+          const tier = tiers[level]!
+          const hits = yield* guarded(tier, tier.cache.getMany(missing), noEntries)
+          if (hits.size === 0) continue
+          for (const [key, value] of hits) found.set(key, value)
+          missing = missing.filter((key) => !hits.has(key))
+          yield* backfill(level, [...hits], isCurrent)
+        }
+        metrics.unsafeHit(keys.length - missing.length)
+        if (missing.length === 0) return found
+        metrics.unsafeMiss(missing.length)
+        const loaded = yield* options.load(missing)
+        for (const [key, value] of loaded) found.set(key, value)
+        yield* backfill(tiers.length, [...loaded], isCurrent)
+        return found
+      })
+
+    const flight = yield* SingleFlight.makeBatched<K, V, E, R>({
+      resolve,
+      metrics,
+      ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize })
+    })
+    const nearest = tiers[0]!
+
+    const getOption = (key: K): Effect.Effect<Option.Option<V>, E> =>
+      Effect.flatMap(guarded(nearest, nearest.cache.getOption(key), Option.none()), (hit) => {
+        if (Option.isNone(hit)) return flight.get(key)
+        metrics.unsafeHit()
+        return Effect.succeed(hit)
+      })
+
+    /** Applies a write to every tier, nearest first, after detaching the keys from loads in flight. */
+    const everyTier = (detach: Effect.Effect<void>, write: (cache: Cache<K, V, unknown>) => Effect.Effect<void, unknown>) =>
+      Effect.zipRight(
+        detach,
+        Effect.forEach(tiers, (tier) => guarded(tier, write(tier.cache), undefined), { discard: true })
+      )
+
+    return {
+      name: options.name,
+      metrics,
+      get: (key) =>
+        Effect.flatMap(
+          getOption(key),
+          Option.match({
+            onNone: () => Effect.fail(new CacheMiss({ key, cache: options.name })),
+            onSome: Effect.succeed
+          })
+        ),
+      getOption,
+      getMany: (keys) =>
+        Effect.gen(function*() {
+          const asked = Array.from(keys)
+          const near = yield* guarded(nearest, nearest.cache.getMany(asked), noEntries)
+          metrics.unsafeHit(near.size)
+          const missing = asked.filter((key) => !near.has(key))
+          if (missing.length === 0) return near
+          const far = yield* flight.getMany(missing)
+          const found = new Map(near)
+          for (const [key, value] of far) found.set(key, value)
+          return found
+        }),
+      set: (key, value, setOptions?: SetOptions) =>
+        everyTier(flight.invalidate(key), (cache) => cache.set(key, value, setOptions)),
+      setMany: (entries, setOptions?: SetOptions) => {
+        const list = Array.from(entries)
+        return everyTier(
+          Effect.forEach(list, ([key]) => flight.invalidate(key), { discard: true }),
+          (cache) => cache.setMany(list, setOptions)
+        )
+      },
+      invalidate: (key) => everyTier(flight.invalidate(key), (cache) => cache.invalidate(key)),
+      invalidateAll: everyTier(flight.invalidateAll, (cache) => cache.invalidateAll),
+      size: guarded(nearest, nearest.cache.size, 0)
+    }
+  })

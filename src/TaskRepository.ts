@@ -1,0 +1,255 @@
+/**
+ * The composed task service: `TaskStore` behind an L1 `LruCache` and an L2 `RedisCache`, with batched
+ * singleflight loads, write-through and metrics. Two ready layers: `layer` (Postgres and Redis from `Config`)
+ * and `layerEmbedded` (nothing to install).
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type { Scope } from "effect/Scope"
+import * as Cache from "./Cache.js"
+import type * as CacheMetrics from "./CacheMetrics.js"
+import * as LruCache from "./LruCache.js"
+import * as MultiLevelCache from "./MultiLevelCache.js"
+import * as RedisCache from "./RedisCache.js"
+import * as RedisClient from "./RedisClient.js"
+import { StoreError, Task, type TaskId, type TaskInput, TaskNotFound } from "./Task.js"
+import * as TaskStore from "./TaskStore.js"
+import * as WriteThrough from "./WriteThrough.js"
+
+/**
+ * The L1 tier of tasks: in memory, per instance.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class TaskL1 extends Cache.Tag("@rms/cache/TaskL1")<TaskL1, TaskId, Task>() {}
+
+/**
+ * The L2 tier of tasks: shared by instances (Redis), or in memory for the embedded layer.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class TaskL2 extends Cache.Tag("@rms/cache/TaskL2")<TaskL2, TaskId, Task, Cache.CacheError>() {}
+
+/**
+ * The task repository's operations.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /** The task with this id, from the nearest tier that has it, else from the store. */
+  get(id: TaskId): Effect.Effect<Task, TaskNotFound | StoreError>
+  /** The tasks found among `ids`: each tier is asked only for what the tiers above did not have. */
+  getMany(ids: ReadonlyArray<TaskId>): Effect.Effect<ReadonlyMap<TaskId, Task>, StoreError>
+  /** Saves to the store, then to every tier. */
+  save(input: TaskInput): Effect.Effect<Task, StoreError>
+  /** Deletes from the store, then from every tier. */
+  delete(id: TaskId): Effect.Effect<void, TaskNotFound | StoreError>
+  /** The metrics of loads and fall-throughs (tier `"multilevel"`, cache `"tasks"`). */
+  readonly metrics: CacheMetrics.CacheMetrics
+}
+
+/**
+ * The task repository service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class TaskRepository extends Context.Tag("@rms/cache/TaskRepository")<TaskRepository, Service>() {}
+
+/**
+ * Options of the repository itself (the tiers have their own).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The longest an L2 call may take before the repository skips L2 for that call. Default: 250 ms. */
+  readonly l2Timeout?: Duration.DurationInput
+  /** The most ids one store query asks for. Default: 2048. */
+  readonly maxBatchSize?: number
+}
+
+/**
+ * Builds the repository over the `TaskStore`, `TaskL1` and `TaskL2` in context.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<Service, Cause.IllegalArgumentException, TaskStore.TaskStore | TaskL1 | TaskL2 | Scope> =>
+  Effect.gen(function*() {
+    const store = yield* TaskStore.TaskStore
+    const l1 = yield* TaskL1
+    const l2 = yield* TaskL2
+    const cache = yield* MultiLevelCache.make<TaskId, Task, StoreError, never>({
+      name: "tasks",
+      tiers: [l1, { cache: l2, timeout: options.l2Timeout ?? "250 millis" }],
+      load: (ids) =>
+        store.getMany(ids).pipe(
+          Effect.withSpan("TaskRepository.load", { captureStackTrace: false, attributes: { ids: ids.length } })
+        ),
+      ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize })
+    })
+    const writes = WriteThrough.make({
+      cache,
+      save: store.save,
+      remove: (id: TaskId) =>
+        store.delete(id).pipe(
+          // Not in the store: make sure no tier still serves it either.
+          Effect.tapError((error) => error._tag === "TaskNotFound" ? Effect.ignore(cache.invalidate(id)) : Effect.void)
+        ),
+      keyOf: (task: Task) => task.id,
+      keyOfInput: (input: TaskInput) => input.id
+    })
+
+    return {
+      // No span on reads: an L1 hit costs less than a span. Loads and writes have theirs.
+      get: (id) =>
+        Effect.flatMap(
+          cache.getOption(id),
+          Option.match({ onNone: () => Effect.fail(new TaskNotFound({ id })), onSome: Effect.succeed })
+        ),
+      getMany: (ids) => cache.getMany(ids),
+      save: (input) =>
+        writes.save(input).pipe(
+          Effect.withSpan("TaskRepository.save", { captureStackTrace: false, attributes: { id: input.id } })
+        ),
+      delete: (id) =>
+        writes.delete(id).pipe(
+          Effect.withSpan("TaskRepository.delete", { captureStackTrace: false, attributes: { id } })
+        ),
+      metrics: cache.metrics
+    }
+  })
+
+/**
+ * Sizes and lifetimes of the tiers, and where things live, all from `Config` with defaults:
+ *
+ * | variable | default |
+ * |---|---|
+ * | `TASK_CACHE_L1_CAPACITY` | 10000 |
+ * | `TASK_CACHE_L1_TTL` | 5 minutes |
+ * | `TASK_CACHE_L2_TTL` | 1 hour |
+ * | `TASK_CACHE_L2_TIMEOUT` | 250 millis |
+ * | `TASK_CACHE_NAMESPACE` | `rms-cache/tasks` (the Redis key namespace) |
+ * | `TASK_STORE_SCHEMA` | `public` (the Postgres schema) |
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = Config.all({
+  l1Capacity: Config.integer("TASK_CACHE_L1_CAPACITY").pipe(Config.withDefault(10_000)),
+  l1TimeToLive: Config.duration("TASK_CACHE_L1_TTL").pipe(Config.withDefault(Duration.minutes(5))),
+  l2TimeToLive: Config.duration("TASK_CACHE_L2_TTL").pipe(Config.withDefault(Duration.hours(1))),
+  l2Timeout: Config.duration("TASK_CACHE_L2_TIMEOUT").pipe(Config.withDefault(Duration.millis(250))),
+  namespace: Config.string("TASK_CACHE_NAMESPACE").pipe(Config.withDefault("rms-cache/tasks")),
+  schema: Config.string("TASK_STORE_SCHEMA").pipe(Config.withDefault("public"))
+})
+
+/**
+ * Everything the repository needs, given the `SqlClient` and `RedisClient`: the store, the tiers and the
+ * repository itself, sized from `config`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromClients: Layer.Layer<
+  TaskRepository,
+  StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException,
+  SqlClient.SqlClient | RedisClient.RedisClient
+> = Layer.unwrapEffect(
+  Effect.map(config, (c) =>
+    Layer.scoped(TaskRepository, make({ l2Timeout: c.l2Timeout })).pipe(
+      Layer.provide(Layer.mergeAll(
+        TaskStore.layer({ schema: c.schema }),
+        LruCache.layer(TaskL1, { capacity: c.l1Capacity, timeToLive: c.l1TimeToLive, name: "tasks-l1" }),
+        RedisCache.layer(TaskL2, { namespace: c.namespace, schema: Task, timeToLive: c.l2TimeToLive, name: "tasks-l2" })
+      ))
+    ))
+)
+
+/**
+ * The repository on real services: Postgres at `DATABASE_URL` and Redis at `REDIS_URL`, tiers from `config`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<
+  TaskRepository,
+  | StoreError
+  | RedisClient.RedisConnectionError
+  | ConfigError.ConfigError
+  | Cause.IllegalArgumentException
+> = layerFromClients.pipe(Layer.provide(Layer.merge(TaskStore.layerPgConfig, RedisClient.layerConfig)))
+
+/**
+ * Postgres without installing Postgres: PGlite (Postgres compiled to WebAssembly, in memory) served to
+ * @effect/sql-pg over `@electric-sql/pglite-socket` on a loopback port, through one connection. Both packages
+ * are optional peer dependencies, loaded only when this layer is built.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerEmbeddedSql: Layer.Layer<SqlClient.SqlClient, StoreError> = Layer.unwrapScoped(
+  Effect.gen(function*() {
+    const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, cause })
+    const { PGlite } = yield* Effect.tryPromise({ try: () => import("@electric-sql/pglite"), catch: fail("load PGlite") })
+    const { PGLiteSocketServer } = yield* Effect.tryPromise({
+      try: () => import("@electric-sql/pglite-socket"),
+      catch: fail("load pglite-socket")
+    })
+    const db = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => PGlite.create(), catch: fail("start PGlite") }),
+      (db) => Effect.promise(() => db.close()).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+    )
+    const server = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: async () => {
+          const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 })
+          await server.start()
+          return server
+        },
+        catch: fail("start pglite-socket")
+      }),
+      (server) => Effect.promise(() => server.stop()).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+    )
+    const url = `postgres://postgres@${server.getServerConn()}/postgres`
+    return TaskStore.layerPg({ url: Redacted.make(url), maxConnections: 1 })
+  })
+)
+
+/**
+ * The repository with nothing installed: Postgres embedded (`layerEmbeddedSql`) and an in-memory L2 (an
+ * `LruCache` standing where Redis would be), with the same `config`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerEmbedded: Layer.Layer<
+  TaskRepository,
+  StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException
+> = Layer.unwrapEffect(
+  Effect.map(config, (c) =>
+    Layer.scoped(TaskRepository, make({ l2Timeout: c.l2Timeout })).pipe(
+      Layer.provide(Layer.mergeAll(
+        TaskStore.layer({ schema: c.schema }),
+        LruCache.layer(TaskL1, { capacity: c.l1Capacity, timeToLive: c.l1TimeToLive, name: "tasks-l1" }),
+        LruCache.layer(TaskL2, { capacity: c.l1Capacity * 10, timeToLive: c.l2TimeToLive, name: "tasks-l2" })
+      )),
+      Layer.provide(layerEmbeddedSql)
+    ))
+)
