@@ -1,45 +1,160 @@
 /**
- * `npm start`: a tour of the foundation on embedded defaults (nothing to install or configure).
+ * `npm start`: seeds a few thousand tasks, runs a concurrent Zipf read/write workload through `TaskRepository`
+ * (L1 in memory → L2 → Postgres), then the same workload straight against the store, and compares.
+ *
+ * Embedded defaults: PGlite and an in-memory L2, nothing to install. `DATABASE_URL` / `REDIS_URL` switch to real
+ * Postgres and Redis. `DEMO_TASKS` (default 3000), `DEMO_REQUESTS` (default 10000) and `DEMO_CONCURRENCY`
+ * (default 32) size the run.
  */
-import { Clock, Console, Effect } from "effect"
-import { CacheMetrics, LruCache, SingleFlight } from "../src/index.js"
+import { Console, Effect, Fiber, Schedule } from "effect"
+import * as CacheMetrics from "../src/CacheMetrics.js"
+import { type Task, TaskId, TaskInput } from "../src/Task.js"
+import { TaskRepository } from "../src/TaskRepository.js"
+import * as TaskStore from "../src/TaskStore.js"
+import { description, l2Tier, RepositoryLive } from "./support/repository.js"
 
-const zipfKeys = (n: number, count: number): Array<number> => {
-  const weights = Array.from({ length: n }, (_, i) => 1 / (i + 1))
-  const total = weights.reduce((a, b) => a + b, 0)
-  let seed = 1
-  return Array.from({ length: count }, () => {
-    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0
-    let u = (seed / 2 ** 32) * total
-    let i = 0
-    while (u > weights[i]!) u -= weights[i++]!
-    return i
+const TASKS = Number(process.env.DEMO_TASKS ?? 3000)
+const REQUESTS = Number(process.env.DEMO_REQUESTS ?? 10_000)
+const CONCURRENCY = Number(process.env.DEMO_CONCURRENCY ?? 32)
+const WRITE_SHARE = 0.05
+
+/** A deterministic workload: Zipf-distributed ids (s = 1), one request in twenty a write. */
+const workload = (() => {
+  let seed = 7
+  const random = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32
+  const cdf: Array<number> = []
+  let sum = 0
+  for (let i = 1; i <= TASKS; i++) cdf.push((sum += 1 / i))
+  return Array.from({ length: REQUESTS }, () => {
+    const u = random() * sum
+    let lo = 0
+    let hi = TASKS - 1
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (cdf[mid]! < u) lo = mid + 1
+      else hi = mid
+    }
+    return { id: TaskId.make(`demo-${lo}`), write: random() < WRITE_SHARE }
   })
+})()
+
+const input = (id: TaskId, n: number) => new TaskInput({ id, title: `task ${id}, revision ${n}`, status: "todo" })
+
+const tty = process.stdout.isTTY === true
+/** On a terminal, rewrites the line above; elsewhere (a pipe, a log) prints nothing until the final line. */
+const overwrite = (line: string) => Console.log(tty ? `\x1b[1A\x1b[2K${line}` : line)
+
+const progress = (label: string, done: () => number, total: number) =>
+  Effect.suspend(() =>
+    tty ? overwrite(`  ${label}: ${done().toLocaleString("en")} / ${total.toLocaleString("en")}`) : Effect.void
+  ).pipe(Effect.repeat(Schedule.spaced("200 millis")))
+
+interface Run {
+  readonly millis: number
+  readonly latencies: Float64Array
 }
 
-const program = Effect.gen(function*() {
-  yield* Console.log("@rms/cache demo: a Zipf read workload through an LRU with singleflight loads\n")
-  const metrics = CacheMetrics.make({ cache: "demo", tier: "loader" })
-  const cache = yield* LruCache.make<number, string>({ capacity: 1_000, timeToLive: "1 minute", name: "demo" })
-  const flight = yield* SingleFlight.make<number, string>({ metrics })
-  let storeReads = 0
-  const load = (id: number) =>
-    Effect.sync(() => ++storeReads).pipe(Effect.zipRight(Effect.sleep("1 millis")), Effect.as(`item ${id}`))
-  const read = (id: number) =>
-    cache.get(id).pipe(
-      Effect.catchTag("CacheMiss", () => flight.run(id, load(id).pipe(Effect.tap((v) => cache.set(id, v)))))
+/** Runs the workload through `get` and `save`, `CONCURRENCY` requests at a time, timing each request. */
+const runWorkload = (
+  label: string,
+  get: (id: TaskId) => Effect.Effect<Task, unknown>,
+  save: (input: TaskInput) => Effect.Effect<Task, unknown>
+) =>
+  Effect.gen(function*() {
+    const latencies = new Float64Array(REQUESTS)
+    let done = 0
+    if (tty) yield* Console.log("")
+    const reporter = yield* Effect.fork(progress(label, () => done, REQUESTS))
+    const started = performance.now()
+    yield* Effect.forEach(
+      workload,
+      ({ id, write }, i) =>
+        Effect.suspend(() => {
+          const t0 = performance.now()
+          return (write ? save(input(id, i)) : get(id)).pipe(
+            Effect.tap(() => {
+              latencies[i] = performance.now() - t0
+              done++
+            })
+          )
+        }),
+      { concurrency: CONCURRENCY, discard: true }
     )
+    const millis = performance.now() - started
+    yield* Fiber.interrupt(reporter)
+    yield* overwrite(`  ${label}: ${REQUESTS.toLocaleString("en")} requests in ${millis.toFixed(0)} ms`)
+    return { millis, latencies } satisfies Run
+  })
 
-  const keys = zipfKeys(10_000, 50_000)
-  const start = yield* Clock.currentTimeMillis
-  yield* Effect.forEach(keys, read, { concurrency: 64, discard: true })
-  const elapsed = (yield* Clock.currentTimeMillis) - start
-  const l1 = yield* CacheMetrics.stats({ cache: "demo", tier: "lru" })
-  const loads = yield* metrics.stats
-  yield* Console.log(`requests      ${keys.length}`)
-  yield* Console.log(`L1 hit ratio  ${(l1.hitRatio * 100).toFixed(1)} %  (${l1.hits} hits, ${l1.evictions} evictions)`)
-  yield* Console.log(`store reads   ${storeReads}  (${loads.sharedLoads} callers joined a load in flight)`)
-  yield* Console.log(`elapsed       ${elapsed} ms`)
+const percentile = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!
+const ms = (x: number) => (x >= 1 ? `${x.toFixed(2)} ms` : `${(x * 1000).toFixed(0)} µs`)
+
+const program = Effect.gen(function*() {
+  yield* Console.log(`@rms/cache demo — ${description}`)
+  yield* Console.log(
+    `${TASKS.toLocaleString("en")} tasks, ${REQUESTS.toLocaleString("en")} requests (Zipf ids, ${
+      WRITE_SHARE * 100
+    } % writes), ${CONCURRENCY} at a time`
+  )
+  const store = yield* TaskStore.TaskStore
+  const repo = yield* TaskRepository
+
+  const ids = Array.from({ length: TASKS }, (_, i) => TaskId.make(`demo-${i}`))
+  let seeded = 0
+  if (tty) yield* Console.log("")
+  const seeder = yield* Effect.fork(progress("seeding the store", () => seeded, TASKS))
+  yield* Effect.forEach(ids, (id) => Effect.tap(store.save(input(id, 0)), () => void seeded++), {
+    concurrency: 8,
+    discard: true
+  })
+  yield* Fiber.interrupt(seeder)
+  yield* overwrite(`  seeded ${TASKS.toLocaleString("en")} tasks`)
+
+  const before = {
+    queries: yield* TaskStore.queryCount,
+    l1: yield* CacheMetrics.stats({ cache: "tasks-l1", tier: "lru" }),
+    l2: yield* CacheMetrics.stats({ cache: "tasks-l2", tier: l2Tier }),
+    loads: yield* repo.metrics.stats
+  }
+  const cached = yield* runWorkload("through TaskRepository", repo.get, repo.save)
+  const after = {
+    queries: yield* TaskStore.queryCount,
+    l1: yield* CacheMetrics.stats({ cache: "tasks-l1", tier: "lru" }),
+    l2: yield* CacheMetrics.stats({ cache: "tasks-l2", tier: l2Tier }),
+    loads: yield* repo.metrics.stats
+  }
+  const direct = yield* runWorkload("straight to the store", store.get, store.save)
+  const directQueries = (yield* TaskStore.queryCount) - after.queries
+
+  const cachedQueries = after.queries - before.queries
+  const reads = workload.filter((r) => !r.write).length
+  const l1Hits = after.l1.hits - before.l1.hits
+  const l2Hits = after.l2.hits - before.l2.hits
+  const report = (run: Run) => {
+    const sorted = Float64Array.from(run.latencies).sort()
+    return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), rate: REQUESTS / (run.millis / 1000) }
+  }
+  const c = report(cached)
+  const d = report(direct)
+  const row = (name: string, a: string, b: string) => Console.log(`  ${name.padEnd(22)}${a.padStart(18)}${b.padStart(18)}`)
+
+  yield* Console.log("")
+  yield* row("", "TaskRepository", "store only")
+  yield* row("requests", REQUESTS.toLocaleString("en"), REQUESTS.toLocaleString("en"))
+  yield* row("reads answered by L1", `${l1Hits} (${((100 * l1Hits) / reads).toFixed(1)} %)`, "—")
+  yield* row("reads answered by L2", `${l2Hits} (${((100 * l2Hits) / reads).toFixed(1)} %)`, "—")
+  yield* row("store queries", cachedQueries.toLocaleString("en"), directQueries.toLocaleString("en"))
+  yield* row("loads (batches)", String(after.loads.loads - before.loads.loads), "—")
+  yield* row("loads shared", String(after.loads.sharedLoads - before.loads.sharedLoads), "—")
+  yield* row("latency p50", ms(c.p50), ms(d.p50))
+  yield* row("latency p99", ms(c.p99), ms(d.p99))
+  yield* row("throughput", `${c.rate.toFixed(0)} req/s`, `${d.rate.toFixed(0)} req/s`)
+  yield* Console.log("")
+  yield* Console.log(
+    `  speed-up ${(c.rate / d.rate).toFixed(1)}×, ${(directQueries - cachedQueries).toLocaleString("en")} store queries saved (${
+      ((100 * (directQueries - cachedQueries)) / directQueries).toFixed(1)
+    } %)`
+  )
 })
 
-program.pipe(Effect.scoped, Effect.runPromise)
+program.pipe(Effect.provide(RepositoryLive), Effect.runPromise)

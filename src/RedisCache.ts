@@ -93,8 +93,10 @@ export const make = <K, V, I>(
     const labels = { cache: name, tier: "redis" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
     const encodeKey: (key: K) => string = options.encodeKey ?? String
-    const keyOf = (key: K): string => redisKey(options.namespace, encodeKey(key))
-    const decode = Schema.decodeUnknownEither(Schema.parseJson(options.schema))
+    const prefix = `${escapeKeyPart(options.namespace)}:`
+    const keyOf = (key: K): string => prefix + escapeKeyPart(encodeKey(key))
+    // JSON.parse, then the schema: the same as `Schema.parseJson(schema)` without its extra transformation step.
+    const decodeValue = Schema.decodeUnknownEither(options.schema)
     const encode = Schema.encodeEither(Schema.parseJson(options.schema))
 
     /** Runs one Redis call; a rejection is a `CacheError` for `operation`, counted. */
@@ -107,17 +109,34 @@ export const make = <K, V, I>(
         }
       })
 
-    /** The decoded value of a stored string; a corrupt one is deleted (if still there) and counted. */
-    const decodeStored = (redisKeyName: string, stored: string | null): Effect.Effect<Option.Option<V>> => {
-      if (stored === null) return Effect.succeedNone
-      const decoded = decode(stored)
-      if (Either.isRight(decoded)) return Effect.succeed(Option.some(decoded.right))
+    /** The value of a stored string: `Right` when it decodes, `Left` when it is corrupt. */
+    const decodeStored = (stored: string): Either.Either<V, unknown> => {
+      let json: unknown
+      try {
+        json = JSON.parse(stored)
+      } catch (error) {
+        return Either.left(error)
+      }
+      return decodeValue(json)
+    }
+
+    /** Counts a corrupt value and deletes it, if it is still there; a failure leaves it for the next reader. */
+    const discard = (redisKeyName: string, stored: string): Effect.Effect<void> => {
       metrics.unsafeDecodeFailure()
-      // The clean-up is best effort: a failure leaves the value for the next reader to try again.
-      return call("delete corrupt value", () => client.eval(deleteIfUnchanged, 1, redisKeyName, stored)).pipe(
-        Effect.ignore,
-        Effect.as(Option.none())
-      )
+      return Effect.ignore(call("delete corrupt value", () => client.eval(deleteIfUnchanged, 1, redisKeyName, stored)))
+    }
+
+    /** One key's stored string as an `Option`, discarding it when corrupt; records the hit or miss. */
+    const readOne = (redisKeyName: string, stored: string | null): Effect.Effect<Option.Option<V>> => {
+      if (stored !== null) {
+        const decoded = decodeStored(stored)
+        if (Either.isRight(decoded)) {
+          metrics.unsafeHit()
+          return Effect.succeed(Option.some(decoded.right))
+        }
+      }
+      metrics.unsafeMiss()
+      return stored === null ? Effect.succeedNone : Effect.as(discard(redisKeyName, stored), Option.none())
     }
 
     const encodeValue = (value: V, operation: string): Effect.Effect<string, CacheError> =>
@@ -129,13 +148,7 @@ export const make = <K, V, I>(
     const getOption = (key: K): Effect.Effect<Option.Option<V>, CacheError> =>
       Effect.suspend(() => {
         const k = keyOf(key)
-        return call("get", () => client.get(k)).pipe(
-          Effect.flatMap((stored) => decodeStored(k, stored)),
-          Effect.tap((found) => {
-            if (Option.isSome(found)) metrics.unsafeHit()
-            else metrics.unsafeMiss()
-          })
-        )
+        return Effect.flatMap(call("get", () => client.get(k)), (stored) => readOne(k, stored))
       })
 
     const setMany = (entries: Iterable<readonly [K, V]>, setOptions?: SetOptions): Effect.Effect<void, CacheError> =>
@@ -175,13 +188,22 @@ export const make = <K, V, I>(
     const cache: Cache<K, V, CacheError> = {
       name,
       get: (key) =>
-        Effect.flatMap(
-          getOption(key),
-          Option.match({
-            onNone: () => Effect.fail(new CacheMiss({ key, cache: name })),
-            onSome: Effect.succeed
+        Effect.suspend(() => {
+          const k = keyOf(key)
+          return Effect.flatMap(call("get", () => client.get(k)), (stored) => {
+            // The hit path decodes in place, without the `Option` of `getOption`.
+            if (stored !== null) {
+              const decoded = decodeStored(stored)
+              if (Either.isRight(decoded)) {
+                metrics.unsafeHit()
+                return Effect.succeed(decoded.right)
+              }
+            }
+            metrics.unsafeMiss()
+            const miss = Effect.fail(new CacheMiss({ key, cache: name }))
+            return stored === null ? miss : Effect.zipRight(discard(k, stored), miss)
           })
-        ),
+        }),
       getOption,
       getMany: (keys) =>
         Effect.gen(function*() {
@@ -191,11 +213,9 @@ export const make = <K, V, I>(
           const redisKeys = asked.map(keyOf)
           const stored = yield* call("getMany", () => client.mget(redisKeys))
           for (let i = 0; i < asked.length; i++) {
-            const value = yield* decodeStored(redisKeys[i]!, stored[i] ?? null)
+            const value = yield* readOne(redisKeys[i]!, stored[i] ?? null)
             if (Option.isSome(value)) found.set(asked[i]!, value.value)
           }
-          metrics.unsafeHit(found.size)
-          metrics.unsafeMiss(asked.length - found.size)
           return found
         }),
       set: (key, value, setOptions) => setMany([[key, value]], setOptions),

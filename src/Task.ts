@@ -32,7 +32,9 @@ export type TaskId = typeof TaskId.Type
  * @since 0.1.0
  * @category models
  */
-export const TaskStatus = Schema.Literal("todo", "in_progress", "done")
+export const TaskStatus = Schema.Literal("todo", "in_progress", "done").annotations({
+  message: () => ({ message: `a status must be one of "todo", "in_progress", "done"`, override: true })
+})
 
 /**
  * @since 0.1.0
@@ -42,7 +44,7 @@ export type TaskStatus = typeof TaskStatus.Type
 
 const Title = Schema.NonEmptyTrimmedString.pipe(
   Schema.maxLength(500, { message: () => "a title must be at most 500 characters" })
-).annotations({ message: () => "a title must be a non-empty string without surrounding spaces" })
+)
 
 const Assignee = Schema.NonEmptyTrimmedString.pipe(
   Schema.maxLength(100, { message: () => "an assignee must be at most 100 characters" })

@@ -161,35 +161,84 @@ export const config = Config.all({
 })
 
 /**
- * Everything the repository needs, given the `SqlClient` and `RedisClient`: the store, the tiers and the
- * repository itself, sized from `config`.
+ * The settings read by `config`.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export type Settings = Config.Config.Success<typeof config>
+
+/**
+ * The repository and its store over the `SqlClient` in context, with the L1 from `config` and the L2 that
+ * `l2` builds from the same settings. The other layers are this one with a particular L2.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerFromClients: Layer.Layer<
-  TaskRepository,
-  StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException,
-  SqlClient.SqlClient | RedisClient.RedisClient
-> = Layer.unwrapEffect(
-  Effect.map(config, (c) =>
-    Layer.scoped(TaskRepository, make({ l2Timeout: c.l2Timeout })).pipe(
-      Layer.provide(Layer.mergeAll(
-        TaskStore.layer({ schema: c.schema }),
-        LruCache.layer(TaskL1, { capacity: c.l1Capacity, timeToLive: c.l1TimeToLive, name: "tasks-l1" }),
-        RedisCache.layer(TaskL2, { namespace: c.namespace, schema: Task, timeToLive: c.l2TimeToLive, name: "tasks-l2" })
+export const layerWithL2 = <E, R>(
+  l2: (settings: Settings) => Layer.Layer<TaskL2, E, R>
+): Layer.Layer<
+  TaskRepository | TaskStore.TaskStore,
+  E | StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException,
+  SqlClient.SqlClient | R
+> =>
+  Layer.unwrapEffect(
+    Effect.map(config, (settings) =>
+      Layer.scoped(TaskRepository, make({ l2Timeout: settings.l2Timeout })).pipe(
+        Layer.provide(Layer.mergeAll(
+          LruCache.layer(TaskL1, { capacity: settings.l1Capacity, timeToLive: settings.l1TimeToLive, name: "tasks-l1" }),
+          l2(settings)
+        )),
+        Layer.provideMerge(TaskStore.layer({ schema: settings.schema }))
       ))
-    ))
-)
+  )
 
 /**
- * The repository on real services: Postgres at `DATABASE_URL` and Redis at `REDIS_URL`, tiers from `config`.
+ * An L2 in Redis (the `RedisClient` in context), under `TASK_CACHE_NAMESPACE`.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const l2Redis = (
+  settings: Settings
+): Layer.Layer<TaskL2, Cause.IllegalArgumentException, RedisClient.RedisClient> =>
+  RedisCache.layer(TaskL2, {
+    namespace: settings.namespace,
+    schema: Task,
+    timeToLive: settings.l2TimeToLive,
+    name: "tasks-l2"
+  })
+
+/**
+ * An L2 in memory (an `LruCache` ten times the L1's size): for a single instance, or no Redis at all.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const l2Memory = (settings: Settings): Layer.Layer<TaskL2, Cause.IllegalArgumentException> =>
+  LruCache.layer(TaskL2, {
+    capacity: settings.l1Capacity * 10,
+    timeToLive: settings.l2TimeToLive,
+    name: "tasks-l2"
+  })
+
+/**
+ * The repository (and its store) over the `SqlClient` and `RedisClient` in context.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromClients = layerWithL2(l2Redis)
+
+/**
+ * The repository (and its store) on real services: Postgres at `DATABASE_URL` and Redis at `REDIS_URL`, tiers
+ * from `config`.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer: Layer.Layer<
-  TaskRepository,
+  TaskRepository | TaskStore.TaskStore,
   | StoreError
   | RedisClient.RedisConnectionError
   | ConfigError.ConfigError
@@ -233,23 +282,13 @@ export const layerEmbeddedSql: Layer.Layer<SqlClient.SqlClient, StoreError> = La
 )
 
 /**
- * The repository with nothing installed: Postgres embedded (`layerEmbeddedSql`) and an in-memory L2 (an
- * `LruCache` standing where Redis would be), with the same `config`.
+ * The repository (and its store) with nothing installed: Postgres embedded (`layerEmbeddedSql`) and an
+ * in-memory L2 (`l2Memory`), with the same `config`.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerEmbedded: Layer.Layer<
-  TaskRepository,
+  TaskRepository | TaskStore.TaskStore,
   StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException
-> = Layer.unwrapEffect(
-  Effect.map(config, (c) =>
-    Layer.scoped(TaskRepository, make({ l2Timeout: c.l2Timeout })).pipe(
-      Layer.provide(Layer.mergeAll(
-        TaskStore.layer({ schema: c.schema }),
-        LruCache.layer(TaskL1, { capacity: c.l1Capacity, timeToLive: c.l1TimeToLive, name: "tasks-l1" }),
-        LruCache.layer(TaskL2, { capacity: c.l1Capacity * 10, timeToLive: c.l2TimeToLive, name: "tasks-l2" })
-      )),
-      Layer.provide(layerEmbeddedSql)
-    ))
-)
+> = layerWithL2(l2Memory).pipe(Layer.provide(layerEmbeddedSql))

@@ -1,6 +1,7 @@
 /**
- * @rms/cache: Effect-based caching — an exact LRU, a TTL cache with a scoped sweeper, singleflight and cache
- * metrics, each module re-exported here as a namespace.
+ * @rms/cache: Effect-based caching — an exact LRU, a TTL cache with a scoped sweeper, singleflight, metrics, a
+ * Redis tier, multi-level caching with write-through, and a task repository composing them over Postgres.
+ * Each module is re-exported here as a namespace.
  *
  * @since 0.1.0
  */
@@ -14,8 +15,29 @@ export * as CacheMetrics from "./CacheMetrics.js"
 /** A bounded, exact-LRU in-memory tier. */
 export * as LruCache from "./LruCache.js"
 
-/** One shared execution per key among concurrent callers. */
+/** Tiers in order over a batch loader, with back-fill and fail-open tiers. */
+export * as MultiLevelCache from "./MultiLevelCache.js"
+
+/** A Redis tier with Schema-encoded values. */
+export * as RedisCache from "./RedisCache.js"
+
+/** A scoped ioredis connection from `Config`. */
+export * as RedisClient from "./RedisClient.js"
+
+/** One shared execution per key among concurrent callers, and its batching form. */
 export * as SingleFlight from "./SingleFlight.js"
+
+/** The task domain: `TaskId`, `Task`, `TaskInput`, `TaskNotFound`, `StoreError`. */
+export * as Task from "./Task.js"
+
+/** The composed task service over the store and the tiers. */
+export * as TaskRepository from "./TaskRepository.js"
+
+/** Tasks in Postgres through @effect/sql. */
+export * as TaskStore from "./TaskStore.js"
 
 /** An in-memory tier whose entries expire, swept by a scoped fiber. */
 export * as TtlCache from "./TtlCache.js"
+
+/** Store-first writes and deletes that keep a cache in step. */
+export * as WriteThrough from "./WriteThrough.js"

@@ -182,3 +182,18 @@ layer(
       expect(rows).toStrictEqual([{ id: "configured" }])
     }).pipe(Effect.provide(sqlLayer)))
 })
+
+layer(TaskRepository.layerEmbedded, { timeout: "60 seconds" })("TaskRepository.layerEmbedded (PGlite, in-memory L2)", (it) => {
+  it.effect("saves, reads back through the tiers, and deletes with nothing installed", () =>
+    Effect.gen(function*() {
+      const repo = yield* TaskRepository.TaskRepository
+      const saved = yield* repo.save(input("embedded", "runs anywhere"))
+      expect(yield* repo.get(id("embedded"))).toStrictEqual(saved)
+      const again = yield* repo.save(input("embedded", "still"))
+      expect(again.version).toBe(2)
+      const many = yield* repo.getMany([id("embedded"), id("absent")])
+      expect([...many.keys()]).toStrictEqual(["embedded"])
+      yield* repo.delete(id("embedded"))
+      expect((yield* Effect.flip(repo.get(id("embedded"))))._tag).toBe("TaskNotFound")
+    }))
+})

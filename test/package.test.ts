@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -20,8 +20,21 @@ describe("the built package", () => {
       mkdirSync(pkg, { recursive: true })
       execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", join(pkg, "dist")])
       cpSync(join(root, "package.json"), join(pkg, "package.json"))
-      symlinkSync(join(root, "node_modules/effect"), join(dir, "node_modules/effect"), "dir")
-      symlinkSync(join(root, "node_modules/@types"), join(dir, "node_modules/@types"), "dir")
+      // What an installer would bring: the dependencies and the required peers (optional peers stay out).
+      const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+        dependencies: Record<string, string>
+        peerDependencies: Record<string, string>
+        peerDependenciesMeta?: Record<string, { optional?: boolean }>
+      }
+      const wanted = [
+        ...Object.keys(manifest.dependencies),
+        ...Object.keys(manifest.peerDependencies).filter((name) => !manifest.peerDependenciesMeta?.[name]?.optional),
+        "@types/node"
+      ]
+      for (const name of wanted) {
+        mkdirSync(join(dir, "node_modules", name, ".."), { recursive: true })
+        symlinkSync(join(root, "node_modules", name), join(dir, "node_modules", name), "dir")
+      }
       writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }))
 
       const program = `

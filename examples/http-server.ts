@@ -1,0 +1,88 @@
+/**
+ * `npm run serve`: an HTTP service over `TaskRepository`.
+ *
+ *   GET    /tasks/:id   200 the task | 404 not found | 400 bad id
+ *   PUT    /tasks/:id   body {"title", "status", "assignee"?} → 200 the saved task | 400 with the reason
+ *   DELETE /tasks/:id   204 | 404
+ *   GET    /metrics     every Effect metric (the caches' included) in the Prometheus text format
+ *
+ * Embedded Postgres and an in-memory L2 by default; `DATABASE_URL` / `REDIS_URL` switch to real servers.
+ * `PORT` (default 3000; 0 picks a free one) sets the port.
+ */
+import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
+import { Config, Effect, Layer, ParseResult, Schema } from "effect"
+import { createServer } from "node:http"
+import { Task, TaskBody, TaskId, TaskInput } from "../src/Task.js"
+import { TaskRepository } from "../src/TaskRepository.js"
+import { prometheusText } from "./support/prometheus.js"
+import { RepositoryLive } from "./support/repository.js"
+
+const Params = Schema.Struct({ id: TaskId })
+const taskJson = HttpServerResponse.schemaJson(Task)
+
+const router = HttpRouter.empty.pipe(
+  HttpRouter.get(
+    "/tasks/:id",
+    Effect.gen(function*() {
+      const { id } = yield* HttpRouter.schemaPathParams(Params)
+      const task = yield* Effect.flatMap(TaskRepository, (repo) => repo.get(id))
+      return yield* taskJson(task)
+    })
+  ),
+  HttpRouter.put(
+    "/tasks/:id",
+    Effect.gen(function*() {
+      const { id } = yield* HttpRouter.schemaPathParams(Params)
+      const body = yield* HttpServerRequest.schemaBodyJson(TaskBody, { errors: "all" })
+      const saved = yield* Effect.flatMap(TaskRepository, (repo) => repo.save(new TaskInput({ ...body, id })))
+      return yield* taskJson(saved)
+    })
+  ),
+  HttpRouter.del(
+    "/tasks/:id",
+    Effect.gen(function*() {
+      const { id } = yield* HttpRouter.schemaPathParams(Params)
+      yield* Effect.flatMap(TaskRepository, (repo) => repo.delete(id))
+      return HttpServerResponse.empty({ status: 204 })
+    })
+  ),
+  HttpRouter.get(
+    "/metrics",
+    Effect.map(prometheusText, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
+  ),
+  HttpRouter.catchTags({
+    ParseError: (error) =>
+      HttpServerResponse.json({
+        error: "invalid request",
+        issues: ParseResult.ArrayFormatter.formatErrorSync(error).map(({ message, path }) => ({
+          path: path.join("."),
+          message
+        }))
+      }, { status: 400 }),
+    RequestError: (error) =>
+      HttpServerResponse.json({ error: `the request body is not valid JSON (${error.reason})` }, { status: 400 }),
+    TaskNotFound: (error) => HttpServerResponse.json({ error: error.message }, { status: 404 }),
+    StoreError: (error) =>
+      Effect.zipRight(
+        Effect.logError("task store failed", error),
+        HttpServerResponse.json({ error: "the task store is unavailable" }, { status: 503 })
+      )
+  })
+)
+
+const ServerLive = Layer.unwrapEffect(
+  Effect.map(Config.integer("PORT").pipe(Config.withDefault(3000)), (port) =>
+    NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))
+)
+
+HttpServer.serve(router).pipe(
+  HttpServer.withLogAddress,
+  // The router drops paths with a parameter over 100 characters as "not found"; let the id's own schema say
+  // what is wrong with a long one instead.
+  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384 })),
+  Layer.provide(ServerLive),
+  Layer.provide(RepositoryLive),
+  Layer.launch,
+  NodeRuntime.runMain
+)
