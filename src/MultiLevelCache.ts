@@ -54,8 +54,8 @@ export interface Options<K, V, E, R> {
  * loader (failing with `CacheMiss` only when the loader has nothing either, and with `E` when it fails).
  * Writes and invalidations go to every tier, nearest first; `size` is the nearest tier's.
  *
- * Its own metrics (tier `"multilevel"`) count a key as a hit when some tier had it and as a miss when it went
- * to the loader; each tier's metrics say which tier answered.
+ * Its own metrics (tier `"multilevel"`) cover what the nearest tier did not answer: a key found in a farther
+ * tier is a hit, a key sent to the loader a miss. The nearest tier's hits are in that tier's own metrics.
  *
  * A tier call that fails or times out never fails the caller: reads fall through to the next tier or the
  * loader, writes to that tier are skipped, and each is counted in `cache_errors`.
@@ -72,6 +72,8 @@ interface ResolvedTier<K, V> {
   readonly cache: Cache<K, V, unknown>
   readonly timeout: Duration.Duration | undefined
 }
+
+const isCacheMiss = (error: unknown): error is CacheMiss => error instanceof CacheMiss
 
 const isTier = <K, V>(tier: Cache<K, V, unknown> | Tier<K, V>): tier is Tier<K, V> => "cache" in tier
 
@@ -152,11 +154,29 @@ export const make = <K, V, E, R>(
     const nearest = tiers[0]!
 
     const getOption = (key: K): Effect.Effect<Option.Option<V>, E> =>
-      Effect.flatMap(guarded(nearest, nearest.cache.getOption(key), Option.none()), (hit) => {
-        if (Option.isNone(hit)) return flight.get(key)
-        metrics.unsafeHit()
-        return Effect.succeed(hit)
-      })
+      Effect.flatMap(
+        guarded(nearest, nearest.cache.getOption(key), Option.none()),
+        (hit) => (Option.isSome(hit) ? Effect.succeed(hit) : flight.get(key))
+      )
+
+    /** A miss of the nearest tier, answered by the batch: the value, or `CacheMiss` when nobody has it. */
+    const getFar = (key: K): Effect.Effect<V, CacheMiss | E> =>
+      Effect.flatMap(
+        flight.get(key),
+        Option.match({ onNone: () => Effect.fail(new CacheMiss({ key, cache: options.name })), onSome: Effect.succeed })
+      )
+
+    /**
+     * `get` through the nearest tier's own `get` when it has no timeout (an in-memory L1): a hit then costs that
+     * tier's hit and one error handler, and any failure of the tier (a miss, or a backend error) sends the key on.
+     */
+    const get = (key: K): Effect.Effect<V, CacheMiss | E> =>
+      nearest.timeout === undefined
+        ? Effect.catchAll(nearest.cache.get(key), (error) => {
+          if (!isCacheMiss(error)) metrics.unsafeError()
+          return getFar(key)
+        })
+        : Effect.flatMap(getOption(key), Option.match({ onNone: () => Effect.fail(new CacheMiss({ key, cache: options.name })), onSome: Effect.succeed }))
 
     /** Applies a write to every tier, nearest first, after detaching the keys from loads in flight. */
     const everyTier = (detach: Effect.Effect<void>, write: (cache: Cache<K, V, unknown>) => Effect.Effect<void, unknown>) =>
@@ -168,20 +188,12 @@ export const make = <K, V, E, R>(
     return {
       name: options.name,
       metrics,
-      get: (key) =>
-        Effect.flatMap(
-          getOption(key),
-          Option.match({
-            onNone: () => Effect.fail(new CacheMiss({ key, cache: options.name })),
-            onSome: Effect.succeed
-          })
-        ),
+      get,
       getOption,
       getMany: (keys) =>
         Effect.gen(function*() {
           const asked = Array.from(keys)
           const near = yield* guarded(nearest, nearest.cache.getMany(asked), noEntries)
-          metrics.unsafeHit(near.size)
           const missing = asked.filter((key) => !near.has(key))
           if (missing.length === 0) return near
           const far = yield* flight.getMany(missing)

@@ -13,7 +13,6 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { Scope } from "effect/Scope"
 import * as Cache from "./Cache.js"
@@ -118,11 +117,7 @@ export const make = (
 
     return {
       // No span on reads: an L1 hit costs less than a span. Loads and writes have theirs.
-      get: (id) =>
-        Effect.flatMap(
-          cache.getOption(id),
-          Option.match({ onNone: () => Effect.fail(new TaskNotFound({ id })), onSome: Effect.succeed })
-        ),
+      get: (id) => Effect.catchTag(cache.get(id), "CacheMiss", () => Effect.fail(new TaskNotFound({ id }))),
       getMany: (ids) => cache.getMany(ids),
       save: (input) =>
         writes.save(input).pipe(
