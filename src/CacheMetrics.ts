@@ -55,8 +55,10 @@ export interface CacheStats {
   readonly sharedLoads: number
   /** Stored values that did not decode with the tier's schema (each treated as a miss and deleted). */
   readonly decodeFailures: number
-  /** Backend calls that failed or timed out; for a multi-level cache, tier calls skipped by failing open. */
+  /** Backend calls that failed or timed out; for a multi-level cache, tier calls that failed and fell through. */
   readonly errors: number
+  /** Tier calls not made at all because the tier's circuit breaker was open. */
+  readonly skips: number
   readonly size: number
 }
 
@@ -89,6 +91,8 @@ export interface CacheMetrics {
   unsafeDecodeFailure(count?: number): void
   /** A backend call failed or timed out. */
   unsafeError(count?: number): void
+  /** A tier call was not made: the breaker was open. */
+  unsafeSkip(count?: number): void
   /** The tier now holds `size` entries. */
   unsafeSize(size: number): void
   /** The current values of this cache's metrics. */
@@ -108,6 +112,7 @@ const names = {
   sharedLoads: "cache_singleflight_shared",
   decodeFailures: "cache_decode_failures",
   errors: "cache_errors",
+  skips: "cache_skips",
   size: "cache_size",
   loadDuration: "cache_load_duration_ms"
 } as const
@@ -192,6 +197,7 @@ class Recorder implements CacheMetrics {
   private readonly shared: CounterMetric
   private readonly decodeFailures: CounterMetric
   private readonly errors: CounterMetric
+  private readonly skips: CounterMetric
   private readonly size: GaugeMetric
   private readonly duration: HistogramMetric
 
@@ -207,13 +213,14 @@ class Recorder implements CacheMetrics {
     this.shared = counter(names.sharedLoads, labels)
     this.decodeFailures = counter(names.decodeFailures, labels)
     this.errors = counter(names.errors, labels)
+    this.skips = counter(names.skips, labels)
     this.size = sizeGauge(labels)
     this.duration = loadDuration(labels)
     // Register every metric now, so an exporter lists the cache (at zero) before its first event.
     for (const metric of [this.hits, this.misses, this.sets, this.evictions, this.expirations, this.invalidations]) {
       metric.register()
     }
-    for (const metric of [this.loads, this.loadFailures, this.shared, this.decodeFailures, this.errors]) {
+    for (const metric of [this.loads, this.loadFailures, this.shared, this.decodeFailures, this.errors, this.skips]) {
       metric.register()
     }
     this.size.register()
@@ -256,6 +263,9 @@ class Recorder implements CacheMetrics {
   unsafeError(count = 1): void {
     this.errors.unsafeUpdate(count, none)
   }
+  unsafeSkip(count = 1): void {
+    this.skips.unsafeUpdate(count, none)
+  }
   unsafeSize(size: number): void {
     this.size.unsafeUpdate(size, none)
   }
@@ -277,6 +287,7 @@ class Recorder implements CacheMetrics {
         sharedLoads: this.shared.unsafeValue(none).count,
         decodeFailures: this.decodeFailures.unsafeValue(none).count,
         errors: this.errors.unsafeValue(none).count,
+        skips: this.skips.unsafeValue(none).count,
         size: this.size.unsafeValue(none).value
       }
     })
@@ -296,6 +307,7 @@ const emptyStats: CacheStats = {
   sharedLoads: 0,
   decodeFailures: 0,
   errors: 0,
+  skips: 0,
   size: 0
 }
 
@@ -330,6 +342,7 @@ export const disabled = (labels: Labels): CacheMetrics => ({
   unsafeShared: noop,
   unsafeDecodeFailure: noop,
   unsafeError: noop,
+  unsafeSkip: noop,
   unsafeSize: noop,
   stats: Effect.succeed(emptyStats)
 })

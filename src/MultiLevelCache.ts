@@ -1,7 +1,7 @@
 /**
  * Tiers in order (L1 → L2 → …) over a batch loader: a miss asks the next tier, then the loader, and what is
  * found is back-filled into the tiers above. Loads are batched and shared through `SingleFlight.makeBatched`;
- * a failing tier is skipped (fail-open) and counted.
+ * a failing tier is skipped (fail-open), counted, and guarded by a circuit breaker.
  *
  * @since 0.1.0
  */
@@ -13,10 +13,11 @@ import type * as Scope from "effect/Scope"
 import type { Cache, SetOptions } from "./Cache.js"
 import { CacheMiss } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
+import { GuardedTier, makeBreaker } from "./internal/guardedTier.js"
 import * as SingleFlight from "./SingleFlight.js"
 
 /**
- * A tier and how long a call to it may take.
+ * A tier, how long a call to it may take, and when to stop calling it.
  *
  * @since 0.1.0
  * @category models
@@ -28,6 +29,11 @@ export interface Tier<K, V> {
    * it had failed. Default: no bound (right for in-memory tiers, which answer synchronously).
    */
   readonly timeout?: Duration.DurationInput
+  /**
+   * A circuit breaker: after `failures` consecutive failed calls (default 5) the tier is not called at all for
+   * `cooldown` (default 5 seconds); then one call probes it, and its success closes the breaker. Default: none.
+   */
+  readonly breaker?: { readonly failures?: number; readonly cooldown?: Duration.DurationInput }
 }
 
 /**
@@ -39,7 +45,7 @@ export interface Tier<K, V> {
 export interface Options<K, V, E, R> {
   /** The name its own metrics (loads, fall-throughs) are tagged with, under the tier `"multilevel"`. */
   readonly name: string
-  /** The tiers, nearest first. Each is a `Cache` or a `Tier` with a timeout. */
+  /** The tiers, nearest first. Each is a `Cache` or a `Tier` with a timeout and a breaker. */
   readonly tiers: ReadonlyArray<Cache<K, V, unknown> | Tier<K, V>>
   /** Loads the keys no tier has, in one call; keys it does not return do not exist. */
   readonly load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, V>, E, R>
@@ -54,28 +60,35 @@ export interface Options<K, V, E, R> {
  * loader (failing with `CacheMiss` only when the loader has nothing either, and with `E` when it fails).
  * Writes and invalidations go to every tier, nearest first; `size` is the nearest tier's.
  *
+ * A tier call that fails, times out or meets an open breaker never fails the caller: reads fall through to the
+ * next tier or the loader, writes to that tier are skipped, and each is counted (`cache_errors`,
+ * `cache_skips`). A write that did not reach a tier makes its key dirty there: a miss on reads from that tier,
+ * and invalidated in it once the tier answers again, so a tier that comes back never serves what was replaced
+ * while it was away.
+ *
  * Its own metrics (tier `"multilevel"`) cover what the nearest tier did not answer: a key found in a farther
  * tier is a hit, a key sent to the loader a miss. The nearest tier's hits are in that tier's own metrics.
- *
- * A tier call that fails or times out never fails the caller: reads fall through to the next tier or the
- * loader, writes to that tier are skipped, and each is counted in `cache_errors`.
  *
  * @since 0.1.0
  * @category models
  */
 export interface MultiLevelCache<K, V, E> extends Cache<K, V, E> {
-  /** The metrics of this cache's own work: loads, their duration, shared loads and fall-throughs. */
+  /** The metrics of this cache's own work: loads, their duration, shared loads, fall-throughs and skips. */
   readonly metrics: CacheMetrics.CacheMetrics
+  /**
+   * Drops `keys` from the nearest tier only, and detaches them from loads in flight: for a write made
+   * elsewhere (another instance), whose farther tiers it has already updated.
+   */
+  invalidateNearest(keys: Iterable<K>): Effect.Effect<void>
+  /** Empties the nearest tier and detaches every load in flight (another instance's writes may have been missed). */
+  readonly invalidateNearestAll: Effect.Effect<void>
+  /** The state of each tier's breaker, nearest first (`"closed"` for tiers without one). */
+  readonly breakers: Effect.Effect<ReadonlyArray<"closed" | "open" | "half-open">>
 }
-
-interface ResolvedTier<K, V> {
-  readonly cache: Cache<K, V, unknown>
-  readonly timeout: Duration.Duration | undefined
-}
-
-const isCacheMiss = (error: unknown): error is CacheMiss => error instanceof CacheMiss
 
 const isTier = <K, V>(tier: Cache<K, V, unknown> | Tier<K, V>): tier is Tier<K, V> => "cache" in tier
+
+const isCacheMiss = (error: unknown): error is CacheMiss => error instanceof CacheMiss
 
 /**
  * Builds a multi-level cache; its loads run in fibers of the current scope.
@@ -90,27 +103,22 @@ export const make = <K, V, E, R>(
     if (options.tiers.length === 0) {
       return yield* new Cause.IllegalArgumentException(`cache "${options.name}": at least one tier is needed`)
     }
-    const tiers: ReadonlyArray<ResolvedTier<K, V>> = options.tiers.map((tier) =>
-      isTier(tier)
-        ? { cache: tier.cache, timeout: tier.timeout === undefined ? undefined : Duration.decode(tier.timeout) }
-        : { cache: tier, timeout: undefined }
-    )
+    const clock = yield* Effect.clock
+    const scope = yield* Effect.scope
     const labels = { cache: options.name, tier: "multilevel" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
-
-    /** Runs a tier call fail-open: a failure or a timeout yields `fallback` and is counted. */
-    const guarded = <A>(tier: ResolvedTier<K, V>, call: Effect.Effect<A, unknown>, fallback: A): Effect.Effect<A> => {
-      const bounded = tier.timeout === undefined ? call : Effect.timeoutFail(call, {
-        duration: tier.timeout,
-        onTimeout: () => new Cause.TimeoutException(`tier "${tier.cache.name}" took longer than ${Duration.format(tier.timeout!)}`)
-      })
-      return Effect.catchAll(bounded, () =>
-        Effect.sync(() => {
-          metrics.unsafeError()
-          return fallback
-        }))
-    }
-    const noEntries: ReadonlyMap<K, V> = new Map()
+    const tiers: ReadonlyArray<GuardedTier<K, V>> = options.tiers.map((tier) => {
+      const { breaker, cache, timeout } = isTier(tier) ? tier : { cache: tier, timeout: undefined, breaker: undefined }
+      return new GuardedTier(
+        cache,
+        timeout === undefined ? undefined : Duration.decode(timeout),
+        makeBreaker(breaker),
+        clock,
+        metrics,
+        scope
+      )
+    })
+    const nearest = tiers[0]!
 
     /** Stores `entries` in every tier above `below` (nearest first), skipping keys a write has superseded. */
     const backfill = (below: number, entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean) =>
@@ -119,7 +127,9 @@ export const make = <K, V, E, R>(
         (tier) =>
           Effect.suspend(() => {
             const current = entries.filter(([key]) => isCurrent(key))
-            return current.length === 0 ? Effect.void : guarded(tier, tier.cache.setMany(current), undefined)
+            return current.length === 0
+              ? Effect.void
+              : tier.write(current.map(([key]) => key), tier.cache.setMany(current))
           }),
         { discard: true }
       )
@@ -131,7 +141,7 @@ export const make = <K, V, E, R>(
         let missing = keys
         for (let level = 1; level < tiers.length && missing.length > 0; level++) {
           const tier = tiers[level]!
-          const hits = yield* guarded(tier, tier.cache.getMany(missing), noEntries)
+          const hits = yield* tier.readMany(missing)
           if (hits.size === 0) continue
           for (const [key, value] of hits) found.set(key, value)
           missing = missing.filter((key) => !hits.has(key))
@@ -151,11 +161,10 @@ export const make = <K, V, E, R>(
       metrics,
       ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize })
     })
-    const nearest = tiers[0]!
 
     const getOption = (key: K): Effect.Effect<Option.Option<V>, E> =>
       Effect.flatMap(
-        guarded(nearest, nearest.cache.getOption(key), Option.none()),
+        nearest.read(nearest.cache.getOption(key), Option.none()),
         (hit) => (Option.isSome(hit) ? Effect.succeed(hit) : flight.get(key))
       )
 
@@ -167,23 +176,30 @@ export const make = <K, V, E, R>(
       )
 
     /**
-     * `get` through the nearest tier's own `get` when it has no timeout (an in-memory L1): a hit then costs that
-     * tier's hit and one error handler, and any failure of the tier (a miss, or a backend error) sends the key on.
+     * The fast path, for a nearest tier without timeout or breaker (an in-memory L1): its own `get` under one
+     * error handler, so a hit costs that tier's hit and nothing else; any failure of it sends the key on.
      */
+    const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
     const get = (key: K): Effect.Effect<V, CacheMiss | E> =>
-      nearest.timeout === undefined
+      plainNearest
         ? Effect.catchAll(nearest.cache.get(key), (error) => {
           if (!isCacheMiss(error)) metrics.unsafeError()
           return getFar(key)
         })
-        : Effect.flatMap(getOption(key), Option.match({ onNone: () => Effect.fail(new CacheMiss({ key, cache: options.name })), onSome: Effect.succeed }))
+        : Effect.flatMap(
+          getOption(key),
+          Option.match({
+            onNone: () => Effect.fail(new CacheMiss({ key, cache: options.name })),
+            onSome: Effect.succeed
+          })
+        )
 
     /** Applies a write to every tier, nearest first, after detaching the keys from loads in flight. */
-    const everyTier = (detach: Effect.Effect<void>, write: (cache: Cache<K, V, unknown>) => Effect.Effect<void, unknown>) =>
-      Effect.zipRight(
-        detach,
-        Effect.forEach(tiers, (tier) => guarded(tier, write(tier.cache), undefined), { discard: true })
-      )
+    const everyTier = (
+      keys: ReadonlyArray<K> | "all",
+      detach: Effect.Effect<void>,
+      write: (cache: Cache<K, V, unknown>) => Effect.Effect<void, unknown>
+    ) => Effect.zipRight(detach, Effect.forEach(tiers, (tier) => tier.write(keys, write(tier.cache)), { discard: true }))
 
     return {
       name: options.name,
@@ -193,7 +209,7 @@ export const make = <K, V, E, R>(
       getMany: (keys) =>
         Effect.gen(function*() {
           const asked = Array.from(keys)
-          const near = yield* guarded(nearest, nearest.cache.getMany(asked), noEntries)
+          const near = yield* nearest.readMany(asked)
           const missing = asked.filter((key) => !near.has(key))
           if (missing.length === 0) return near
           const far = yield* flight.getMany(missing)
@@ -202,16 +218,31 @@ export const make = <K, V, E, R>(
           return found
         }),
       set: (key, value, setOptions?: SetOptions) =>
-        everyTier(flight.invalidate(key), (cache) => cache.set(key, value, setOptions)),
+        everyTier([key], flight.invalidate(key), (cache) => cache.set(key, value, setOptions)),
       setMany: (entries, setOptions?: SetOptions) => {
         const list = Array.from(entries)
+        const keys = list.map(([key]) => key)
         return everyTier(
-          Effect.forEach(list, ([key]) => flight.invalidate(key), { discard: true }),
+          keys,
+          Effect.forEach(keys, flight.invalidate, { discard: true }),
           (cache) => cache.setMany(list, setOptions)
         )
       },
-      invalidate: (key) => everyTier(flight.invalidate(key), (cache) => cache.invalidate(key)),
-      invalidateAll: everyTier(flight.invalidateAll, (cache) => cache.invalidateAll),
-      size: guarded(nearest, nearest.cache.size, 0)
+      invalidate: (key) => everyTier([key], flight.invalidate(key), (cache) => cache.invalidate(key)),
+      invalidateAll: everyTier("all", flight.invalidateAll, (cache) => cache.invalidateAll),
+      invalidateNearest: (keys) =>
+        Effect.suspend(() => {
+          const list = Array.from(keys)
+          return Effect.zipRight(
+            Effect.forEach(list, flight.invalidate, { discard: true }),
+            Effect.forEach(list, (key) => nearest.write([key], nearest.cache.invalidate(key)), { discard: true })
+          )
+        }),
+      invalidateNearestAll: Effect.zipRight(flight.invalidateAll, nearest.write("all", nearest.cache.invalidateAll)),
+      breakers: Effect.sync(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        return tiers.map((tier) => tier.breaker?.state(now) ?? "closed")
+      }),
+      size: nearest.read(nearest.cache.size, 0)
     }
   })

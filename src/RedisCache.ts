@@ -1,12 +1,13 @@
 /**
  * A Redis tier: values encoded with the tier's `Schema` as JSON, keys under a namespace, time-to-live with
- * `PX`, `getMany` in one `MGET`, `setMany` in one pipeline.
+ * `PX`, `getMany` in one `MGET`, `setMany` in one pipeline; optionally versioned, so that an older value can
+ * never replace a newer one.
  *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -16,6 +17,7 @@ import type { Cache, SetOptions } from "./Cache.js"
 import { CacheError, CacheMiss } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
 import { entryTimeToLive, validateTimeToLive } from "./internal/options.js"
+import { defineSetIfNewer, deleteIfUnchangedLua, setIfNewer, tombstone, versionedJson } from "./internal/redisLayout.js"
 import { RedisClient } from "./RedisClient.js"
 
 /**
@@ -32,6 +34,21 @@ export type Options<K, V, I> =
     readonly schema: Schema.Schema<V, I>
     /** How long an entry lives unless the write gives its own. Default: forever. */
     readonly timeToLive?: Duration.DurationInput
+    /**
+     * The version of a value (a counter that grows with every change, such as a row's `version`). With it, a
+     * write is refused when Redis already holds a higher version, and `invalidate` leaves a tombstone that
+     * refuses every write for `tombstoneTimeToLive`: slow loads and delayed writes, on any instance, cannot put
+     * back a value that was replaced or deleted. Default: none (last write wins).
+     */
+    readonly version?: (value: V) => number
+    /** How long a tombstone refuses writes; make it longer than a load can take. Default: 30 seconds. */
+    readonly tombstoneTimeToLive?: Duration.DurationInput
+    /**
+     * The largest stored value, in bytes of JSON. A larger value is not stored (its key is invalidated instead,
+     * so nothing stale stays) and the write fails with `CacheError`; a larger value found in Redis is a miss.
+     * Default: 1 MiB.
+     */
+    readonly maxValueBytes?: number
     /** The name the metrics are tagged with. Default: the namespace for `make`, the tag's key for `layer`. */
     readonly name?: string
     /** Whether to record metrics. Default: true. */
@@ -66,16 +83,23 @@ export const redisKey = (namespace: string, key: string): string => `${escapeKey
 /** A `SCAN MATCH` pattern for every key of `namespace`: glob characters in the namespace are escaped. */
 const namespacePattern = (namespace: string): string => `${escapeKeyPart(namespace).replace(/[*?[\]\\]/g, "\\$&")}:*`
 
-/** Deletes a key only if it still holds the value we read, so a fresh write racing the clean-up survives. */
-const deleteIfUnchanged = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end`
+/** What a stored string turned out to be. */
+type Stored<V> =
+  | { readonly _tag: "Value"; readonly value: V }
+  | { readonly _tag: "Absent" }
+  | { readonly _tag: "Corrupt" }
+
+const absent = { _tag: "Absent" } as const
+const corrupt = { _tag: "Corrupt" } as const
 
 /**
  * Builds a Redis tier over the `RedisClient` in context. Every Redis failure (including ioredis's command
- * timeout) is a `CacheError`; a stored value that is not JSON or does not decode with `schema` is treated as a
- * miss, deleted and counted in `cache_decode_failures`.
+ * timeout) is a `CacheError`; a stored value that is not of the tier's layout, not JSON, too large, or does
+ * not decode with `schema` is treated as a miss, deleted and counted in `cache_decode_failures`.
  *
  * `size` and `invalidateAll` walk the namespace with `SCAN` (O(keys in Redis)): fine for tests and
- * maintenance, not for a hot path.
+ * maintenance, not for a hot path. In a versioned tier `size` counts tombstones too, and `invalidateAll`
+ * deletes keys without leaving tombstones.
  *
  * @since 0.1.0
  * @category constructors
@@ -89,7 +113,14 @@ export const make = <K, V, I>(
     if (options.namespace.length === 0) {
       return yield* new Cause.IllegalArgumentException(`cache "${name}": namespace must not be empty`)
     }
+    const maxValueBytes = options.maxValueBytes ?? 1_048_576
+    if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes < 1) {
+      return yield* new Cause.IllegalArgumentException(`cache "${name}": maxValueBytes must be a positive integer`)
+    }
     const defaultTimeToLive = yield* validateTimeToLive(options.timeToLive, name)
+    const tombstoneMillis = yield* validateTimeToLive(options.tombstoneTimeToLive ?? "30 seconds", name, "tombstoneTimeToLive")
+    const version = options.version
+    if (version !== undefined) defineSetIfNewer(client)
     const labels = { cache: name, tier: "redis" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
     const encodeKey: (key: K) => string = options.encodeKey ?? String
@@ -109,69 +140,98 @@ export const make = <K, V, I>(
         }
       })
 
-    /** The value of a stored string: `Right` when it decodes, `Left` when it is corrupt. */
-    const decodeStored = (stored: string): Either.Either<V, unknown> => {
-      let json: unknown
+    const parseStored = (stored: string | null): Stored<V> => {
+      if (stored === null) return absent
+      if (stored.length > maxValueBytes) return corrupt // at least as many bytes as UTF-16 units
+      const json = version === undefined ? stored : versionedJson(stored)
+      if (json === null) return absent // a tombstone
+      if (json === undefined) return corrupt
+      let data: unknown
       try {
-        json = JSON.parse(stored)
-      } catch (error) {
-        return Either.left(error)
+        data = JSON.parse(json)
+      } catch {
+        return corrupt
       }
-      return decodeValue(json)
+      const decoded = decodeValue(data)
+      return Either.isRight(decoded) ? { _tag: "Value", value: decoded.right } : corrupt
     }
 
     /** Counts a corrupt value and deletes it, if it is still there; a failure leaves it for the next reader. */
     const discard = (redisKeyName: string, stored: string): Effect.Effect<void> => {
       metrics.unsafeDecodeFailure()
-      return Effect.ignore(call("delete corrupt value", () => client.eval(deleteIfUnchanged, 1, redisKeyName, stored)))
+      return Effect.ignore(call("delete corrupt value", () => client.eval(deleteIfUnchangedLua, 1, redisKeyName, stored)))
     }
 
     /** One key's stored string as an `Option`, discarding it when corrupt; records the hit or miss. */
     const readOne = (redisKeyName: string, stored: string | null): Effect.Effect<Option.Option<V>> => {
-      if (stored !== null) {
-        const decoded = decodeStored(stored)
-        if (Either.isRight(decoded)) {
-          metrics.unsafeHit()
-          return Effect.succeed(Option.some(decoded.right))
-        }
+      const parsed = parseStored(stored)
+      if (parsed._tag === "Value") {
+        metrics.unsafeHit()
+        return Effect.succeed(Option.some(parsed.value))
       }
       metrics.unsafeMiss()
-      return stored === null ? Effect.succeedNone : Effect.as(discard(redisKeyName, stored), Option.none())
+      return parsed._tag === "Corrupt" ? Effect.as(discard(redisKeyName, stored!), Option.none()) : Effect.succeedNone
     }
 
-    const encodeValue = (value: V, operation: string): Effect.Effect<string, CacheError> =>
-      Either.match(encode(value), {
-        onLeft: (cause) => Effect.fail(new CacheError({ cache: name, operation, cause })),
-        onRight: Effect.succeed
+    /** The stored form of a value, or the reason it cannot be stored. */
+    const storedForm = (value: V): Either.Either<string, unknown> =>
+      Either.flatMap(encode(value), (json) => {
+        const bytes = Buffer.byteLength(json)
+        if (bytes > maxValueBytes) return Either.left(`a value of ${bytes} bytes exceeds maxValueBytes (${maxValueBytes})`)
+        return Either.right(version === undefined ? json : `${version(value)}:${json}`)
       })
 
-    const getOption = (key: K): Effect.Effect<Option.Option<V>, CacheError> =>
-      Effect.suspend(() => {
-        const k = keyOf(key)
-        return Effect.flatMap(call("get", () => client.get(k)), (stored) => readOne(k, stored))
+    /** Queues the removal of a key: a tombstone in a versioned tier, a `DEL` otherwise. */
+    const queueInvalidate = (pipeline: ReturnType<typeof client.pipeline>, redisKeyName: string) => {
+      if (version === undefined) pipeline.del(redisKeyName)
+      else pipeline.set(redisKeyName, tombstone, "PX", Math.ceil(tombstoneMillis))
+    }
+
+    const execute = (operation: string, pipeline: ReturnType<typeof client.pipeline>) =>
+      Effect.flatMap(call(operation, () => pipeline.exec()), (results) => {
+        const failed = results?.find(([error]) => error !== null)
+        if (failed === undefined) return Effect.void
+        metrics.unsafeError()
+        return Effect.fail(new CacheError({ cache: name, operation, cause: failed[0] }))
       })
 
     const setMany = (entries: Iterable<readonly [K, V]>, setOptions?: SetOptions): Effect.Effect<void, CacheError> =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         const timeToLive = entryTimeToLive(setOptions?.timeToLive, defaultTimeToLive)
         const pipeline = client.pipeline()
+        const refused: Array<unknown> = []
         let count = 0
         for (const [key, value] of entries) {
-          const json = yield* encodeValue(value, "setMany")
-          // A time-to-live of zero or less is dead on arrival: drop what the key held instead.
-          if (timeToLive <= 0) pipeline.del(keyOf(key))
-          else if (timeToLive === Infinity) pipeline.set(keyOf(key), json)
-          else pipeline.set(keyOf(key), json, "PX", Math.ceil(timeToLive))
+          const k = keyOf(key)
           count++
+          if (timeToLive <= 0) {
+            // Dead on arrival: store nothing, and drop what the key held.
+            pipeline.del(k)
+            continue
+          }
+          const stored = storedForm(value)
+          if (Either.isLeft(stored)) {
+            // Not stored, so the key must not keep an older value either.
+            refused.push(stored.left)
+            queueInvalidate(pipeline, k)
+          } else if (version !== undefined) {
+            setIfNewer(pipeline, k, version(value), stored.right, timeToLive)
+          } else if (timeToLive === Infinity) {
+            pipeline.set(k, stored.right)
+          } else {
+            pipeline.set(k, stored.right, "PX", Math.ceil(timeToLive))
+          }
         }
-        if (count === 0) return
-        const results = yield* call("setMany", () => pipeline.exec())
-        const failed = results?.find(([error]) => error !== null)
-        if (failed !== undefined) {
-          metrics.unsafeError()
-          return yield* new CacheError({ cache: name, operation: "setMany", cause: failed[0] })
-        }
-        metrics.unsafeSet(count)
+        if (count === 0) return Effect.void
+        return Effect.zipRight(
+          execute("setMany", pipeline),
+          Effect.suspend(() => {
+            metrics.unsafeSet(count - refused.length)
+            return refused.length === 0
+              ? Effect.void
+              : Effect.fail(new CacheError({ cache: name, operation: "setMany", cause: refused[0] }))
+          })
+        )
       })
 
     const scanNamespace = (onKeys: (keys: Array<string>) => Effect.Effect<void, CacheError>) =>
@@ -192,19 +252,21 @@ export const make = <K, V, I>(
           const k = keyOf(key)
           return Effect.flatMap(call("get", () => client.get(k)), (stored) => {
             // The hit path decodes in place, without the `Option` of `getOption`.
-            if (stored !== null) {
-              const decoded = decodeStored(stored)
-              if (Either.isRight(decoded)) {
-                metrics.unsafeHit()
-                return Effect.succeed(decoded.right)
-              }
+            const parsed = parseStored(stored)
+            if (parsed._tag === "Value") {
+              metrics.unsafeHit()
+              return Effect.succeed(parsed.value)
             }
             metrics.unsafeMiss()
             const miss = Effect.fail(new CacheMiss({ key, cache: name }))
-            return stored === null ? miss : Effect.zipRight(discard(k, stored), miss)
+            return parsed._tag === "Corrupt" ? Effect.zipRight(discard(k, stored!), miss) : miss
           })
         }),
-      getOption,
+      getOption: (key) =>
+        Effect.suspend(() => {
+          const k = keyOf(key)
+          return Effect.flatMap(call("get", () => client.get(k)), (stored) => readOne(k, stored))
+        }),
       getMany: (keys) =>
         Effect.gen(function*() {
           const asked = Array.from(keys)
@@ -222,10 +284,9 @@ export const make = <K, V, I>(
       setMany,
       invalidate: (key) =>
         Effect.suspend(() => {
-          const k = keyOf(key)
-          return call("invalidate", () => client.del(k)).pipe(
-            Effect.map((removed) => metrics.unsafeInvalidation(removed))
-          )
+          const pipeline = client.pipeline()
+          queueInvalidate(pipeline, keyOf(key))
+          return Effect.tap(execute("invalidate", pipeline), () => metrics.unsafeInvalidation())
         }),
       invalidateAll: scanNamespace((keys) =>
         call("invalidateAll", () => client.unlink(...keys)).pipe(

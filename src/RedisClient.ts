@@ -64,8 +64,11 @@ export interface Service {
   readonly client: Redis
   /** The server's address, without credentials, for messages. */
   readonly address: string
-  /** Opens another connection with the same settings (for pub/sub), closed with the given scope. */
-  readonly duplicate: Effect.Effect<Redis, RedisConnectionError, Scope.Scope>
+  /**
+   * Opens another connection with the same settings (for pub/sub), closed with the current scope.
+   * `autoResubscribe: false` leaves resubscribing after a reconnect to the caller.
+   */
+  duplicate(overrides?: { readonly autoResubscribe?: boolean }): Effect.Effect<Redis, RedisConnectionError, Scope.Scope>
 }
 
 /**
@@ -90,7 +93,10 @@ const addressOf = (url: string): string => {
  * Opens one connection in the current scope: ready within `connectTimeout` or a `RedisConnectionError`; closed
  * with `QUIT` (bounded by a second, then dropped) when the scope closes.
  */
-const connect = (options: Options): Effect.Effect<Redis, RedisConnectionError, Scope.Scope> =>
+const connect = (
+  options: Options,
+  overrides: { readonly autoResubscribe?: boolean } = {}
+): Effect.Effect<Redis, RedisConnectionError, Scope.Scope> =>
   Effect.gen(function*() {
     const url = options.url ?? "redis://127.0.0.1:6379"
     const address = addressOf(url)
@@ -108,6 +114,7 @@ const connect = (options: Options): Effect.Effect<Redis, RedisConnectionError, S
           enableOfflineQueue: false,
           maxRetriesPerRequest: 0,
           retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000),
+          ...overrides,
           ...(options.password === undefined ? {} : { password: Redacted.value(options.password) })
         })
         // ioredis emits "error" on every failed attempt; an unhandled "error" event would crash the process.
@@ -158,7 +165,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisConnect
   Effect.map(connect(options), (client) => ({
     client,
     address: addressOf(options.url ?? "redis://127.0.0.1:6379"),
-    duplicate: connect(options)
+    duplicate: (overrides) => connect(options, overrides)
   }))
 
 /**

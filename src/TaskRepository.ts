@@ -12,16 +12,20 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import type { Scope } from "effect/Scope"
 import * as Cache from "./Cache.js"
+import * as InvalidationBus from "./InvalidationBus.js"
 import type * as CacheMetrics from "./CacheMetrics.js"
 import * as LruCache from "./LruCache.js"
 import * as MultiLevelCache from "./MultiLevelCache.js"
 import * as RedisCache from "./RedisCache.js"
 import * as RedisClient from "./RedisClient.js"
-import { StoreError, Task, type TaskId, type TaskInput, TaskNotFound } from "./Task.js"
+import { StoreError, Task, TaskId, type TaskInput, TaskNotFound } from "./Task.js"
 import * as TaskStore from "./TaskStore.js"
 import * as WriteThrough from "./WriteThrough.js"
 
@@ -42,6 +46,16 @@ export class TaskL1 extends Cache.Tag("@rms/cache/TaskL1")<TaskL1, TaskId, Task>
 export class TaskL2 extends Cache.Tag("@rms/cache/TaskL2")<TaskL2, TaskId, Task, Cache.CacheError>() {}
 
 /**
+ * The invalidation bus of tasks: present when the L2 is shared (Redis), absent for a single instance.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class TaskInvalidations
+  extends Context.Tag("@rms/cache/TaskInvalidations")<TaskInvalidations, InvalidationBus.InvalidationBus<TaskId>>()
+{}
+
+/**
  * The task repository's operations.
  *
  * @since 0.1.0
@@ -58,6 +72,8 @@ export interface Service {
   delete(id: TaskId): Effect.Effect<void, TaskNotFound | StoreError>
   /** The metrics of loads and fall-throughs (tier `"multilevel"`, cache `"tasks"`). */
   readonly metrics: CacheMetrics.CacheMetrics
+  /** The state of the L2's circuit breaker. */
+  readonly l2Breaker: Effect.Effect<"closed" | "open" | "half-open">
 }
 
 /**
@@ -77,12 +93,17 @@ export class TaskRepository extends Context.Tag("@rms/cache/TaskRepository")<Tas
 export interface Options {
   /** The longest an L2 call may take before the repository skips L2 for that call. Default: 250 ms. */
   readonly l2Timeout?: Duration.DurationInput
+  /** After this many consecutive failed L2 calls, L2 is skipped for `l2BreakerCooldown`. Default: 5. */
+  readonly l2BreakerFailures?: number
+  /** How long L2 is skipped once the breaker opens, before one call probes it. Default: 5 seconds. */
+  readonly l2BreakerCooldown?: Duration.DurationInput
   /** The most ids one store query asks for. Default: 2048. */
   readonly maxBatchSize?: number
 }
 
 /**
- * Builds the repository over the `TaskStore`, `TaskL1` and `TaskL2` in context.
+ * Builds the repository over the `TaskStore`, `TaskL1` and `TaskL2` in context. With `TaskInvalidations` in
+ * context too, every write is published to the other instances, and their writes drop keys from this L1.
  *
  * @since 0.1.0
  * @category constructors
@@ -94,9 +115,14 @@ export const make = (
     const store = yield* TaskStore.TaskStore
     const l1 = yield* TaskL1
     const l2 = yield* TaskL2
+    const bus = yield* Effect.serviceOption(TaskInvalidations)
     const cache = yield* MultiLevelCache.make<TaskId, Task, StoreError, never>({
       name: "tasks",
-      tiers: [l1, { cache: l2, timeout: options.l2Timeout ?? "250 millis" }],
+      tiers: [l1, {
+        cache: l2,
+        timeout: options.l2Timeout ?? "250 millis",
+        breaker: { failures: options.l2BreakerFailures ?? 5, cooldown: options.l2BreakerCooldown ?? "5 seconds" }
+      }],
       load: (ids) =>
         store.getMany(ids).pipe(
           Effect.withSpan("TaskRepository.load", { captureStackTrace: false, attributes: { ids: ids.length } })
@@ -115,19 +141,37 @@ export const make = (
       keyOfInput: (input: TaskInput) => input.id
     })
 
+    if (Option.isSome(bus)) {
+      yield* bus.value.listen({
+        onInvalidate: (ids) => cache.invalidateNearest(ids),
+        onGap: cache.invalidateNearestAll
+      })
+    }
+    /**
+     * After a write has reached the tiers (or was interrupted with an unknown outcome, or found the task gone),
+     * the other instances hear of the id. Publishing never fails the write.
+     */
+    const announce = <A, E>(id: TaskId, write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Option.isNone(bus) ? write : Effect.onExit(write, (exit) =>
+        Exit.isSuccess(exit) || Exit.isInterrupted(exit) ||
+          (exit.cause._tag === "Fail" && exit.cause.error instanceof TaskNotFound)
+          ? bus.value.publish([id])
+          : Effect.void)
+
     return {
       // No span on reads: an L1 hit costs less than a span. Loads and writes have theirs.
       get: (id) => Effect.catchTag(cache.get(id), "CacheMiss", () => Effect.fail(new TaskNotFound({ id }))),
       getMany: (ids) => cache.getMany(ids),
       save: (input) =>
-        writes.save(input).pipe(
+        announce(input.id, writes.save(input)).pipe(
           Effect.withSpan("TaskRepository.save", { captureStackTrace: false, attributes: { id: input.id } })
         ),
       delete: (id) =>
-        writes.delete(id).pipe(
+        announce(id, writes.delete(id)).pipe(
           Effect.withSpan("TaskRepository.delete", { captureStackTrace: false, attributes: { id } })
         ),
-      metrics: cache.metrics
+      metrics: cache.metrics,
+      l2Breaker: Effect.map(cache.breakers, (states) => states[1]!)
     }
   })
 
@@ -140,7 +184,11 @@ export const make = (
  * | `TASK_CACHE_L1_TTL` | 5 minutes |
  * | `TASK_CACHE_L2_TTL` | 1 hour |
  * | `TASK_CACHE_L2_TIMEOUT` | 250 millis |
- * | `TASK_CACHE_NAMESPACE` | `rms-cache/tasks` (the Redis key namespace) |
+ * | `TASK_CACHE_L2_BREAKER_FAILURES` | 5 (consecutive L2 failures that open the breaker) |
+ * | `TASK_CACHE_L2_BREAKER_COOLDOWN` | 5 seconds (how long an open breaker skips L2) |
+ * | `TASK_CACHE_L2_TOMBSTONE_TTL` | 30 seconds (how long a deleted task refuses write-backs in L2) |
+ * | `TASK_CACHE_MAX_VALUE_BYTES` | 1048576 (larger tasks are not stored in L2) |
+ * | `TASK_CACHE_NAMESPACE` | `rms-cache/tasks` (the Redis key namespace and invalidation channel) |
  * | `TASK_STORE_SCHEMA` | `public` (the Postgres schema) |
  *
  * @since 0.1.0
@@ -151,6 +199,10 @@ export const config = Config.all({
   l1TimeToLive: Config.duration("TASK_CACHE_L1_TTL").pipe(Config.withDefault(Duration.minutes(5))),
   l2TimeToLive: Config.duration("TASK_CACHE_L2_TTL").pipe(Config.withDefault(Duration.hours(1))),
   l2Timeout: Config.duration("TASK_CACHE_L2_TIMEOUT").pipe(Config.withDefault(Duration.millis(250))),
+  l2BreakerFailures: Config.integer("TASK_CACHE_L2_BREAKER_FAILURES").pipe(Config.withDefault(5)),
+  l2BreakerCooldown: Config.duration("TASK_CACHE_L2_BREAKER_COOLDOWN").pipe(Config.withDefault(Duration.seconds(5))),
+  l2TombstoneTimeToLive: Config.duration("TASK_CACHE_L2_TOMBSTONE_TTL").pipe(Config.withDefault(Duration.seconds(30))),
+  maxValueBytes: Config.integer("TASK_CACHE_MAX_VALUE_BYTES").pipe(Config.withDefault(1_048_576)),
   namespace: Config.string("TASK_CACHE_NAMESPACE").pipe(Config.withDefault("rms-cache/tasks")),
   schema: Config.string("TASK_STORE_SCHEMA").pipe(Config.withDefault("public"))
 })
@@ -171,7 +223,7 @@ export type Settings = Config.Config.Success<typeof config>
  * @category layers
  */
 export const layerWithL2 = <E, R>(
-  l2: (settings: Settings) => Layer.Layer<TaskL2, E, R>
+  l2: (settings: Settings) => Layer.Layer<TaskL2 | TaskInvalidations, E, R> | Layer.Layer<TaskL2, E, R>
 ): Layer.Layer<
   TaskRepository | TaskStore.TaskStore,
   E | StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException,
@@ -179,7 +231,14 @@ export const layerWithL2 = <E, R>(
 > =>
   Layer.unwrapEffect(
     Effect.map(config, (settings) =>
-      Layer.scoped(TaskRepository, make({ l2Timeout: settings.l2Timeout })).pipe(
+      Layer.scoped(
+        TaskRepository,
+        make({
+          l2Timeout: settings.l2Timeout,
+          l2BreakerFailures: settings.l2BreakerFailures,
+          l2BreakerCooldown: settings.l2BreakerCooldown
+        })
+      ).pipe(
         Layer.provide(Layer.mergeAll(
           LruCache.layer(TaskL1, { capacity: settings.l1Capacity, timeToLive: settings.l1TimeToLive, name: "tasks-l1" }),
           l2(settings)
@@ -189,20 +248,35 @@ export const layerWithL2 = <E, R>(
   )
 
 /**
- * An L2 in Redis (the `RedisClient` in context), under `TASK_CACHE_NAMESPACE`.
+ * An L2 in Redis (the `RedisClient` in context) under `TASK_CACHE_NAMESPACE`, versioned by `Task.version`
+ * (an older task never replaces a newer one, a deleted one leaves a tombstone), with the invalidation bus
+ * that keeps the other instances' L1s in step.
  *
  * @since 0.1.0
  * @category layers
  */
 export const l2Redis = (
   settings: Settings
-): Layer.Layer<TaskL2, Cause.IllegalArgumentException, RedisClient.RedisClient> =>
-  RedisCache.layer(TaskL2, {
-    namespace: settings.namespace,
-    schema: Task,
-    timeToLive: settings.l2TimeToLive,
-    name: "tasks-l2"
-  })
+): Layer.Layer<
+  TaskL2 | TaskInvalidations,
+  Cause.IllegalArgumentException | RedisClient.RedisConnectionError,
+  RedisClient.RedisClient
+> =>
+  Layer.merge(
+    RedisCache.layer(TaskL2, {
+      namespace: settings.namespace,
+      schema: Task,
+      timeToLive: settings.l2TimeToLive,
+      version: (task) => task.version,
+      tombstoneTimeToLive: settings.l2TombstoneTimeToLive,
+      maxValueBytes: settings.maxValueBytes,
+      name: "tasks-l2"
+    }),
+    Layer.scoped(
+      TaskInvalidations,
+      InvalidationBus.make({ namespace: settings.namespace, decodeKey: Schema.decodeUnknownOption(TaskId) })
+    )
+  )
 
 /**
  * An L2 in memory (an `LruCache` ten times the L1's size): for a single instance, or no Redis at all.

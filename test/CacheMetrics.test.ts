@@ -23,6 +23,7 @@ describe("CacheMetrics", () => {
       metrics.unsafeShared(6)
       metrics.unsafeDecodeFailure()
       metrics.unsafeError(7)
+      metrics.unsafeSkip(8)
       metrics.unsafeSize(9)
       expect(yield* CacheMetrics.stats(labels)).toStrictEqual({
         hits: 3,
@@ -37,6 +38,7 @@ describe("CacheMetrics", () => {
         sharedLoads: 6,
         decodeFailures: 1,
         errors: 7,
+        skips: 8,
         size: 9
       })
     }))
@@ -63,7 +65,7 @@ describe("CacheMetrics", () => {
         "time_unit=milliseconds"
       ])
       // Registered at construction: an exporter lists the cache before its first event.
-      expect(snapshot.filter((pair) => pair.metricKey.tags.some((t) => t.value === labels.cache)).length).toBe(13)
+      expect(snapshot.filter((pair) => pair.metricKey.tags.some((t) => t.value === labels.cache)).length).toBe(14)
     }))
 
   it.effect("two recorders with the same labels add up; other labels stay apart", () =>

@@ -1,0 +1,241 @@
+/**
+ * Invalidation across instances over Redis pub/sub: every write publishes the keys it changed (never values),
+ * and every other instance drops them from its nearest tier.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as MetricKey from "effect/MetricKey"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
+import { escapeKeyPart } from "./RedisCache.js"
+import { RedisClient, RedisConnectionError } from "./RedisClient.js"
+
+/**
+ * What an instance does with invalidations from the others.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Listener<K> {
+  /** Another instance changed these keys. */
+  readonly onInvalidate: (keys: ReadonlyArray<K>) => Effect.Effect<void>
+  /**
+   * Messages may have been missed: the subscription was down for a while (it is called once it is back), or
+   * another instance could not publish some of its keys. Everything local may be stale.
+   */
+  readonly onGap: Effect.Effect<void>
+}
+
+/**
+ * Counts of the bus's work since it started.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** Messages this instance published. */
+  readonly published: number
+  /** Publications that failed (their keys are kept and published again later). */
+  readonly publishFailures: number
+  /** Messages received from other instances. */
+  readonly received: number
+  /** Keys those messages invalidated. */
+  readonly invalidatedKeys: number
+  /** Times everything local was dropped: after a gap in the subscription, or on another instance's request. */
+  readonly gaps: number
+  /** Keys waiting to be published again. */
+  readonly pending: number
+}
+
+/**
+ * An instance's end of the bus.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface InvalidationBus<in out K> {
+  /** This instance's id, carried by its messages so that it ignores its own. */
+  readonly instanceId: string
+  /** The Redis channel. */
+  readonly channel: string
+  /**
+   * Tells the other instances that `keys` changed. Never fails: when Redis cannot be reached the keys are kept
+   * (at most `maxPending`, past which the next message asks everyone to drop everything) and published again
+   * every `retryInterval` until it succeeds.
+   */
+  publish(keys: ReadonlyArray<K>): Effect.Effect<void>
+  /** Calls `listener` for every message from another instance, until the scope closes. */
+  listen(listener: Listener<K>): Effect.Effect<void, never, Scope.Scope>
+  readonly stats: Effect.Effect<Stats>
+}
+
+/**
+ * Options of the bus.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<K> {
+  /** The namespace of the cache it serves: the channel is `<namespace>:invalidations` (escaped like keys). */
+  readonly namespace: string
+  /** Turns a key into the string sent. Default: `String(key)`. */
+  readonly encodeKey?: (key: K) => string
+  /** Turns a received string back into a key; `None` drops it (a key that is not valid here). */
+  readonly decodeKey: (key: string) => Option.Option<K>
+  /** The most keys kept for publishing again. Default: 10,000. */
+  readonly maxPending?: number
+  /** How often kept keys are published again. Default: 1 second. */
+  readonly retryInterval?: Duration.DurationInput
+}
+
+interface Message {
+  readonly from: string
+  readonly keys?: ReadonlyArray<string>
+  readonly all?: true
+}
+
+const parseMessage = (text: string): Message | undefined => {
+  try {
+    const data: unknown = JSON.parse(text)
+    if (typeof data !== "object" || data === null || !("from" in data) || typeof data.from !== "string") return undefined
+    if ("all" in data && data.all === true) return { from: data.from, all: true }
+    if ("keys" in data && Array.isArray(data.keys) && data.keys.every((k: unknown) => typeof k === "string")) {
+      return { from: data.from, keys: data.keys }
+    }
+    return undefined
+  } catch {
+    return undefined
+  }
+}
+
+const counter = (name: string, namespace: string) =>
+  Metric.fromMetricKey(MetricKey.counter(name).pipe(MetricKey.tagged("cache", namespace), MetricKey.tagged("tier", "bus")))
+
+/**
+ * Opens the bus over the `RedisClient` in context: publications go through its connection, the subscription
+ * through a connection of its own (scoped). When the subscription comes back after being down, listeners get
+ * `onGap` once it is active again, so that nothing published during the gap is served stale afterwards.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <K>(
+  options: Options<K>
+): Effect.Effect<InvalidationBus<K>, RedisConnectionError, RedisClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const redis = yield* RedisClient
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const instanceId = Crypto.randomUUID()
+    const channel = `${escapeKeyPart(options.namespace)}:invalidations`
+    const encodeKey: (key: K) => string = options.encodeKey ?? String
+    const maxPending = options.maxPending ?? 10_000
+    const listeners = new Set<Listener<K>>()
+    const pending = new Set<string>()
+    let pendingAll = false
+
+    // Per instance for `stats`, and as tagged metrics for exporters.
+    const local = { published: 0, publishFailures: 0, received: 0, invalidatedKeys: 0, gaps: 0 }
+    const metrics = {
+      published: counter("cache_bus_published", options.namespace),
+      publishFailures: counter("cache_bus_publish_failures", options.namespace),
+      received: counter("cache_bus_received", options.namespace),
+      invalidatedKeys: counter("cache_bus_invalidated_keys", options.namespace),
+      gaps: counter("cache_bus_gaps", options.namespace)
+    }
+    const none: ReadonlyArray<never> = []
+    const count = (what: keyof typeof local, n = 1) => {
+      local[what] += n
+      metrics[what].unsafeUpdate(n, none)
+    }
+
+    const gap = () => {
+      count("gaps")
+      for (const listener of listeners) runFork(listener.onGap)
+    }
+
+    // Resubscribing is done here rather than by ioredis, to know when the subscription is active again.
+    const subscriber = yield* redis.duplicate({ autoResubscribe: false })
+    subscriber.on("message", (from: string, text: string) => {
+      if (from !== channel) return
+      const message = parseMessage(text)
+      if (message === undefined || message.from === instanceId) return
+      count("received")
+      if (message.all) return gap()
+      const keys: Array<K> = []
+      for (const raw of message.keys ?? []) {
+        const key = options.decodeKey(raw)
+        if (Option.isSome(key)) keys.push(key.value)
+      }
+      if (keys.length === 0) return
+      count("invalidatedKeys", keys.length)
+      for (const listener of listeners) runFork(listener.onInvalidate(keys))
+    })
+    yield* Effect.tryPromise({
+      try: () => subscriber.subscribe(channel),
+      catch: (cause) => new RedisConnectionError({ address: redis.address, cause })
+    })
+    // Every "ready" from now on follows a lost connection, which may have missed messages: once subscribed
+    // again, everything local is dropped. A failed resubscription is retried at the next "ready".
+    subscriber.on("ready", () => {
+      subscriber.subscribe(channel).then(gap, () => {})
+    })
+
+    /** Sends one message; on failure its keys are kept for later. */
+    const send = (message: Message, keys: ReadonlyArray<string>): Effect.Effect<void> =>
+      Effect.tryPromise(() => redis.client.publish(channel, JSON.stringify(message))).pipe(
+        Effect.matchEffect({
+          onFailure: () =>
+            Effect.sync(() => {
+              count("publishFailures")
+              if (message.all || pending.size + keys.length > maxPending) {
+                pendingAll = true
+                pending.clear()
+              } else {
+                for (const key of keys) pending.add(key)
+              }
+            }),
+          onSuccess: () => Effect.sync(() => count("published"))
+        })
+      )
+
+    /** Publishes what was kept: everything at once, or a request to drop everything when too much was lost. */
+    const flushPending = Effect.suspend(() => {
+      if (pendingAll) {
+        pendingAll = false
+        return send({ from: instanceId, all: true }, none)
+      }
+      if (pending.size === 0) return Effect.void
+      const keys = Array.from(pending)
+      pending.clear()
+      return send({ from: instanceId, keys }, keys)
+    })
+
+    yield* Effect.sleep(options.retryInterval ?? "1 second").pipe(
+      Effect.andThen(flushPending),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    return {
+      instanceId,
+      channel,
+      publish: (keys) =>
+        Effect.suspend(() => {
+          if (keys.length === 0) return Effect.void
+          const encoded = keys.map(encodeKey)
+          return send({ from: instanceId, keys: encoded }, encoded)
+        }),
+      listen: (listener) =>
+        Effect.acquireRelease(
+          Effect.sync(() => void listeners.add(listener)),
+          () => Effect.sync(() => void listeners.delete(listener))
+        ),
+      stats: Effect.sync(() => ({ ...local, pending: pendingAll ? Infinity : pending.size }))
+    }
+  })
