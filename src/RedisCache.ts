@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { isUtf8 } from "node:buffer"
 import type { Cache, SetOptions } from "./Cache.js"
 import { CacheError, CacheMiss } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
@@ -63,14 +64,23 @@ export type Options<K, V, I> =
       readonly encodeKey: (key: K) => string
     })
 
+const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+const loneSurrogates = new RegExp(loneSurrogate.source, "g")
+
 /**
  * Escapes the two characters the key layout gives meaning to (`%` and `:`), so that the first `:` of a
  * stored key always separates the namespace from the key: no two (namespace, key) pairs share a Redis key.
+ * Lone UTF-16 surrogates, which UTF-8 cannot carry (they would all reach Redis as U+FFFD), become `%uXXXX`.
  *
  * @since 0.1.0
  * @category keys
  */
-export const escapeKeyPart = (part: string): string => part.replace(/%/g, "%25").replace(/:/g, "%3A")
+export const escapeKeyPart = (part: string): string => {
+  const escaped = part.replace(/%/g, "%25").replace(/:/g, "%3A")
+  return loneSurrogate.test(escaped)
+    ? escaped.replace(loneSurrogates, (s) => `%u${s.charCodeAt(0).toString(16).toUpperCase()}`)
+    : escaped
+}
 
 /**
  * The Redis key of `key` in `namespace`: `escape(namespace):escape(key)`.
@@ -140,9 +150,11 @@ export const make = <K, V, I>(
         }
       })
 
-    const parseStored = (stored: string | null): Stored<V> => {
-      if (stored === null) return absent
-      if (stored.length > maxValueBytes) return corrupt // at least as many bytes as UTF-16 units
+    /** Reads are raw bytes: so that invalid UTF-8 is seen as corrupt, and so that the clean-up compares exactly. */
+    const parseStored = (bytes: Buffer | null): Stored<V> => {
+      if (bytes === null) return absent
+      if (bytes.length > maxValueBytes || !isUtf8(bytes)) return corrupt
+      const stored = bytes.toString("utf8")
       const json = version === undefined ? stored : versionedJson(stored)
       if (json === null) return absent // a tombstone
       if (json === undefined) return corrupt
@@ -157,13 +169,13 @@ export const make = <K, V, I>(
     }
 
     /** Counts a corrupt value and deletes it, if it is still there; a failure leaves it for the next reader. */
-    const discard = (redisKeyName: string, stored: string): Effect.Effect<void> => {
+    const discard = (redisKeyName: string, stored: Buffer): Effect.Effect<void> => {
       metrics.unsafeDecodeFailure()
       return Effect.ignore(call("delete corrupt value", () => client.eval(deleteIfUnchangedLua, 1, redisKeyName, stored)))
     }
 
     /** One key's stored string as an `Option`, discarding it when corrupt; records the hit or miss. */
-    const readOne = (redisKeyName: string, stored: string | null): Effect.Effect<Option.Option<V>> => {
+    const readOne = (redisKeyName: string, stored: Buffer | null): Effect.Effect<Option.Option<V>> => {
       const parsed = parseStored(stored)
       if (parsed._tag === "Value") {
         metrics.unsafeHit()
@@ -250,7 +262,7 @@ export const make = <K, V, I>(
       get: (key) =>
         Effect.suspend(() => {
           const k = keyOf(key)
-          return Effect.flatMap(call("get", () => client.get(k)), (stored) => {
+          return Effect.flatMap(call("get", () => client.getBuffer(k)), (stored) => {
             // The hit path decodes in place, without the `Option` of `getOption`.
             const parsed = parseStored(stored)
             if (parsed._tag === "Value") {
@@ -265,7 +277,7 @@ export const make = <K, V, I>(
       getOption: (key) =>
         Effect.suspend(() => {
           const k = keyOf(key)
-          return Effect.flatMap(call("get", () => client.get(k)), (stored) => readOne(k, stored))
+          return Effect.flatMap(call("get", () => client.getBuffer(k)), (stored) => readOne(k, stored))
         }),
       getMany: (keys) =>
         Effect.gen(function*() {
@@ -273,7 +285,7 @@ export const make = <K, V, I>(
           const found = new Map<K, V>()
           if (asked.length === 0) return found
           const redisKeys = asked.map(keyOf)
-          const stored = yield* call("getMany", () => client.mget(redisKeys))
+          const stored = yield* call("getMany", () => client.mgetBuffer(redisKeys))
           for (let i = 0; i < asked.length; i++) {
             const value = yield* readOne(redisKeys[i]!, stored[i] ?? null)
             if (Option.isSome(value)) found.set(asked[i]!, value.value)

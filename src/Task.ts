@@ -8,7 +8,19 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 
 /**
- * A task's id: 1 to 200 characters, no control characters. Spaces, colons and any Unicode are fine.
+ * Text that survives a round trip through Postgres and Redis unchanged: no lone UTF-16 surrogates, which UTF-8
+ * cannot carry (they would come back as U+FFFD, a different string).
+ */
+const wellFormed = <S extends Schema.Schema.Any>(self: S) =>
+  self.pipe(
+    Schema.filter((s) => typeof s !== "string" || !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s), {
+      message: () => "text must be well-formed Unicode (no lone surrogates)"
+    })
+  )
+
+/**
+ * A task's id: 1 to 200 characters, no control characters, well-formed Unicode. Spaces, colons and any other
+ * character are fine.
  *
  * @since 0.1.0
  * @category models
@@ -17,6 +29,7 @@ export const TaskId = Schema.String.pipe(
   Schema.minLength(1, { message: () => "a task id must not be empty" }),
   Schema.maxLength(200, { message: () => "a task id must be at most 200 characters" }),
   Schema.pattern(/^[^\u0000-\u001f\u007f]*$/, { message: () => "a task id must not contain control characters" }),
+  wellFormed,
   Schema.brand("TaskId")
 )
 
@@ -43,11 +56,13 @@ export const TaskStatus = Schema.Literal("todo", "in_progress", "done").annotati
 export type TaskStatus = typeof TaskStatus.Type
 
 const Title = Schema.NonEmptyTrimmedString.pipe(
-  Schema.maxLength(500, { message: () => "a title must be at most 500 characters" })
+  Schema.maxLength(500, { message: () => "a title must be at most 500 characters" }),
+  wellFormed
 )
 
 const Assignee = Schema.NonEmptyTrimmedString.pipe(
-  Schema.maxLength(100, { message: () => "an assignee must be at most 100 characters" })
+  Schema.maxLength(100, { message: () => "an assignee must be at most 100 characters" }),
+  wellFormed
 )
 
 /**

@@ -321,3 +321,115 @@ describe("WriteThrough", () => {
       expect(yield* t.l2.getOption("a")).toStrictEqual(Option.none())
     }))
 })
+
+/** A working in-memory tier that can be switched off (every call then fails), counting the calls it gets. */
+const switchableTier = (name: string) =>
+  Effect.gen(function*() {
+    const inner = yield* LruCache.make<string, string>({ capacity: 100, name })
+    let down = false
+    let calls = 0
+    const through = <A>(effect: Effect.Effect<A>): Effect.Effect<A, StoreDown> =>
+      Effect.suspend(() => {
+        calls++
+        return down ? Effect.fail(new StoreDown()) : effect
+      })
+    const tier: Cache.Cache<string, string, StoreDown> = {
+      name,
+      get: (k) => through(Effect.either(inner.get(k))).pipe(Effect.flatten),
+      getOption: (k) => through(inner.getOption(k)),
+      getMany: (ks) => through(inner.getMany(ks)),
+      set: (k, v) => through(inner.set(k, v)),
+      setMany: (es) => through(inner.setMany(es)),
+      invalidate: (k) => through(inner.invalidate(k)),
+      invalidateAll: through(inner.invalidateAll),
+      size: through(inner.size)
+    }
+    return {
+      tier,
+      inner,
+      setDown: (value: boolean) => (down = value),
+      calls: () => calls
+    }
+  })
+
+describe("MultiLevelCache tiers that fail", () => {
+  it.scoped("the breaker opens after consecutive failures, skips the tier, probes after the cooldown, closes", () =>
+    Effect.gen(function*() {
+      const name = `breaker-${Math.random()}`
+      const store = yield* makeStore(Array.from({ length: 20 }, (_, i) => [`k${i}`, `v${i}`] as const))
+      const l1 = yield* LruCache.make<string, string>({ capacity: 1 }) // keeps sending reads on to L2
+      const l2 = yield* switchableTier("l2")
+      const cache = yield* MultiLevelCache.make({
+        name,
+        tiers: [l1, { cache: l2.tier, breaker: { failures: 3, cooldown: "10 seconds" } }],
+        load: store.load
+      })
+      l2.setDown(true)
+      for (let i = 0; i < 3; i++) expect(yield* cache.get(`k${i}`)).toBe(`v${i}`)
+      // Each read failed on L2 twice (the read and the back-fill): the third failure opened the breaker.
+      expect(yield* cache.breakers).toStrictEqual(["closed", "open"])
+      const callsWhenOpen = l2.calls()
+      for (let i = 3; i < 10; i++) expect(yield* cache.get(`k${i}`)).toBe(`v${i}`)
+      expect(l2.calls()).toBe(callsWhenOpen) // not called at all while open
+      expect((yield* cache.metrics.stats).skips).toBeGreaterThanOrEqual(7)
+
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* cache.breakers).toStrictEqual(["closed", "half-open"])
+      l2.setDown(false)
+      expect(yield* cache.get("k10")).toBe("v10") // the probe goes through and succeeds
+      expect(yield* cache.breakers).toStrictEqual(["closed", "closed"])
+      expect(l2.calls()).toBeGreaterThan(callsWhenOpen)
+    }))
+
+  it.scoped("a failed probe opens the breaker for another cooldown", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore([["a", "A"], ["b", "B"]])
+      const l1 = yield* LruCache.make<string, string>({ capacity: 1 })
+      const l2 = yield* switchableTier("l2")
+      const cache = yield* MultiLevelCache.make({
+        name: `probe-${Math.random()}`,
+        tiers: [l1, { cache: l2.tier, breaker: { failures: 1, cooldown: "5 seconds" } }],
+        load: store.load
+      })
+      l2.setDown(true)
+      yield* cache.get("a")
+      expect((yield* cache.breakers)[1]).toBe("open")
+      yield* TestClock.adjust("5 seconds")
+      yield* cache.get("b") // the probe fails
+      expect((yield* cache.breakers)[1]).toBe("open")
+      yield* TestClock.adjust("4 seconds")
+      expect((yield* cache.breakers)[1]).toBe("open")
+      yield* TestClock.adjust("1 second")
+      expect((yield* cache.breakers)[1]).toBe("half-open")
+    }))
+
+  it.scoped("a write that missed a tier makes its key dirty there: not served, then invalidated on recovery", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore([["a", "a=1"], ["b", "b=1"]])
+      const l1 = yield* LruCache.make<string, string>({ capacity: 10 })
+      const l2 = yield* switchableTier("l2")
+      const cache = yield* MultiLevelCache.make({ name: `dirty-${Math.random()}`, tiers: [l1, l2.tier], load: store.load })
+      const writes = WriteThrough.make({
+        cache,
+        save: ([k, v]: readonly [string, string]) => Effect.sync(() => (store.rows.set(k, v), v)),
+        remove: (k: string) => Effect.sync(() => void store.rows.delete(k)),
+        keyOf: (v: string) => v.split("=")[0]!,
+        keyOfInput: ([k]) => k
+      })
+      expect(yield* cache.getMany(["a", "b"])).toStrictEqual(new Map([["a", "a=1"], ["b", "b=1"]])) // in both tiers
+
+      l2.setDown(true)
+      yield* writes.save(["a", "a=2"]) // the store and L1 have it; L2 still holds a=1
+      yield* writes.delete("b") // L2 still holds b=1
+      l2.setDown(false)
+      expect(yield* l2.inner.getOption("a")).toStrictEqual(Option.some("a=1")) // stale in the tier itself
+
+      // Another instance's view: its L1 is empty, so it reads through L2 — which must not answer a or b.
+      yield* l1.invalidateAll
+      expect(yield* cache.getMany(["a", "b"])).toStrictEqual(new Map([["a", "a=2"]]))
+      // That successful L2 read started the replay: a and b are invalidated in L2.
+      for (let i = 0; i < 100 && Option.isSome(yield* l2.inner.getOption("b")); i++) yield* Effect.yieldNow()
+      expect(yield* l2.inner.getOption("b")).toStrictEqual(Option.none())
+      expect(yield* l2.inner.getOption("a")).not.toStrictEqual(Option.some("a=1"))
+    }))
+})

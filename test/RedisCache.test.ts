@@ -1,7 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as DateTime from "effect/DateTime"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as fc from "effect/FastCheck"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -191,4 +193,124 @@ describe("RedisClient and RedisCache when Redis is not there", () => {
       yield* cache.set("k", "back")
       expect(yield* cache.get("k")).toBe("back")
     }), { timeout: 20_000 })
+})
+
+describe("RedisCache, versioned (real Redis)", () => {
+  const versioned = (label: string, extra: { readonly tombstoneTimeToLive?: Duration.DurationInput } = {}) =>
+    Effect.gen(function*() {
+      const namespace = uniqueNamespace(label)
+      const cache = yield* RedisCache.make<string, Task, typeof Task.Encoded>({
+        namespace,
+        schema: Task,
+        version: (t) => t.version,
+        ...extra
+      })
+      yield* Effect.addFinalizer(() => Effect.ignore(cache.invalidateAll))
+      return { cache, namespace }
+    })
+  const at = (version: number, title = `v${version}`) => new Task({ ...task, title, version })
+
+  it.scoped("a write never replaces a higher version; an equal or higher one replaces it", () =>
+    Effect.gen(function*() {
+      const { cache } = yield* versioned("versions")
+      yield* cache.set("t", at(3))
+      yield* cache.set("t", at(2)) // a late write-back of an older value: refused
+      expect((yield* cache.get("t")).version).toBe(3)
+      yield* cache.setMany([["t", at(1)], ["u", at(1)]])
+      expect((yield* cache.get("t")).version).toBe(3)
+      expect((yield* cache.get("u")).version).toBe(1)
+      yield* cache.set("t", at(3, "same version, rewritten"))
+      expect((yield* cache.get("t")).title).toBe("same version, rewritten")
+      yield* cache.set("t", at(4))
+      expect((yield* cache.get("t")).version).toBe(4)
+    }).pipe(withRedis))
+
+  it.scoped("invalidate leaves a tombstone: a miss that refuses every write until it expires", () =>
+    Effect.gen(function*() {
+      const { cache, namespace } = yield* versioned("tombstone", { tombstoneTimeToLive: "300 millis" as const })
+      const raw = yield* rawRedis()
+      yield* cache.set("t", at(5))
+      yield* cache.invalidate("t")
+      expect(yield* cache.getOption("t")).toStrictEqual(Option.none())
+      expect(yield* Effect.promise(() => raw.get(RedisCache.redisKey(namespace, "t")))).toBe("-:")
+      yield* cache.set("t", at(6)) // even a newer version: the key was deleted, a write-back must not revive it
+      expect(yield* cache.getOption("t")).toStrictEqual(Option.none())
+      const pttl = yield* Effect.promise(() => raw.pttl(RedisCache.redisKey(namespace, "t")))
+      expect(pttl).toBeGreaterThan(0)
+      expect(pttl).toBeLessThanOrEqual(300)
+      // Not corrupt: a tombstone is a plain miss, not counted and not deleted.
+      expect((yield* CacheMetrics.stats({ cache: namespace, tier: "redis" })).decodeFailures).toBe(0)
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 350)))
+      yield* cache.set("t", at(1))
+      expect((yield* cache.get("t")).version).toBe(1)
+    }).pipe(withRedis))
+
+  it.scoped("stored values carry their version in front of the schema's JSON; a value without one is corrupt", () =>
+    Effect.gen(function*() {
+      const { cache, namespace } = yield* versioned("layout")
+      const raw = yield* rawRedis()
+      yield* cache.set("t", at(7))
+      const stored = yield* Effect.promise(() => raw.get(RedisCache.redisKey(namespace, "t")))
+      expect(stored!.startsWith("7:{")).toBe(true)
+      expect(JSON.parse(stored!.slice(2))).toStrictEqual(Schema.encodeSync(Task)(at(7)))
+      // A plain JSON value (the layout of an unversioned tier) is foreign here.
+      yield* Effect.promise(() => raw.set(RedisCache.redisKey(namespace, "plain"), stored!.slice(2)))
+      expect(yield* cache.getOption("plain")).toStrictEqual(Option.none())
+      expect(yield* Effect.promise(() => raw.exists(RedisCache.redisKey(namespace, "plain")))).toBe(0)
+    }).pipe(withRedis))
+
+  it.scoped("a value over maxValueBytes is not stored, its key loses its old value, and the write fails typed", () =>
+    Effect.gen(function*() {
+      const namespace = uniqueNamespace("oversized")
+      const cache = yield* RedisCache.make<string, string, string>({ namespace, schema: Schema.String, maxValueBytes: 64 })
+      yield* Effect.addFinalizer(() => Effect.ignore(cache.invalidateAll))
+      const raw = yield* rawRedis()
+      yield* cache.set("k", "small")
+      const error = yield* Effect.flip(cache.set("k", "x".repeat(100)))
+      expect(error._tag).toBe("CacheError")
+      expect(error.message).toContain("exceeds maxValueBytes (64)")
+      expect(yield* cache.getOption("k")).toStrictEqual(Option.none()) // not the old "small": nothing stale
+      // A multi-byte value counts its bytes, not its characters.
+      expect((yield* Effect.flip(cache.set("k", "é".repeat(40))))._tag).toBe("CacheError")
+      // An oversized value found in Redis is a miss, deleted.
+      yield* Effect.promise(() => raw.set(RedisCache.redisKey(namespace, "big"), JSON.stringify("y".repeat(200))))
+      expect(yield* cache.getOption("big")).toStrictEqual(Option.none())
+      expect(yield* Effect.promise(() => raw.exists(RedisCache.redisKey(namespace, "big")))).toBe(0)
+    }).pipe(withRedis))
+
+  it.effect("rejects a bad maxValueBytes, tombstone lifetime or namespace with IllegalArgumentException", () =>
+    Effect.gen(function*() {
+      const bad = [
+        { namespace: "x", schema: Schema.String, maxValueBytes: 0 },
+        { namespace: "x", schema: Schema.String, tombstoneTimeToLive: 0 },
+        { namespace: "", schema: Schema.String }
+      ] as const
+      for (const options of bad) {
+        const error = yield* Effect.flip(RedisCache.make<string, string, string>(options))
+        expect(error._tag).toBe("IllegalArgumentException")
+      }
+    }).pipe(Effect.scoped, withRedis, Effect.scoped))
+
+  it.effect.prop(
+    "random bytes stored under our keys are a miss (and deleted), never a defect",
+    [fc.uint8Array({ maxLength: 300 }), fc.boolean()],
+    ([bytes, versionedTier]) =>
+      Effect.gen(function*() {
+        const namespace = uniqueNamespace("bytes")
+        const cache = versionedTier
+          ? yield* RedisCache.make<string, Task, typeof Task.Encoded>({ namespace, schema: Task, version: (t) => t.version })
+          : yield* RedisCache.make<string, Task, typeof Task.Encoded>({ namespace, schema: Task })
+        const raw = yield* rawRedis()
+        const key = RedisCache.redisKey(namespace, "k")
+        yield* Effect.promise(() => raw.set(key, Buffer.from(bytes)))
+        const exit = yield* Effect.exit(cache.get("k"))
+        expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "CacheMiss").toBe(true)
+        expect(yield* cache.getMany(["k", "other"])).toStrictEqual(new Map())
+        const left = yield* Effect.promise(() => raw.get(key))
+        // Deleted, unless the bytes happen to spell the tombstone of a versioned tier (a plain miss).
+        expect(left === null || (versionedTier && left === "-:")).toBe(true)
+        yield* Effect.promise(() => raw.del(key))
+      }).pipe(Effect.scoped, withRedis, Effect.scoped),
+    { fastCheck: { numRuns: 60 } }
+  )
 })

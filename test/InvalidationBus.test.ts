@@ -1,0 +1,114 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as InvalidationBus from "../src/InvalidationBus.js"
+import * as RedisClient from "../src/RedisClient.js"
+import { privateRedis, rawRedis, redisUrl, uniqueNamespace } from "./support/redis.js"
+
+/** A bus on `url` with a listener that records what it hears. */
+const busWith = (namespace: string, url = redisUrl, extra: Partial<InvalidationBus.Options<string>> = {}) =>
+  Effect.gen(function*() {
+    const heard: Array<ReadonlyArray<string> | "gap"> = []
+    const client = yield* RedisClient.make({ url, commandTimeout: "300 millis" })
+    const bus = yield* InvalidationBus.make<string>({
+      namespace,
+      // Keys starting with "!" are not valid here: dropped on arrival.
+      decodeKey: (raw) => (raw.startsWith("!") ? Option.none() : Option.some(raw)),
+      ...extra
+    }).pipe(Effect.provideService(RedisClient.RedisClient, client))
+    yield* bus.listen({
+      onInvalidate: (keys) => Effect.sync(() => void heard.push(keys)),
+      onGap: Effect.sync(() => void heard.push("gap"))
+    })
+    return { bus, heard }
+  })
+
+/** Waits (a bounded time) until `condition` holds. */
+const waitFor = (condition: () => boolean, millis = 5_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + millis
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`not reached within ${millis} ms`)
+      yield* Effect.sleep("10 millis")
+    }
+  })
+
+describe("InvalidationBus (real Redis pub/sub)", () => {
+  it.scopedLive("delivers keys to the other instances, never to the one that published them", () =>
+    Effect.gen(function*() {
+      const namespace = uniqueNamespace("bus")
+      const a = yield* busWith(namespace)
+      const b = yield* busWith(namespace)
+      yield* a.bus.publish(["task 1", "a:b", "ünï"])
+      yield* b.bus.publish(["from b"])
+      yield* waitFor(() => b.heard.length === 1 && a.heard.length === 1)
+      expect(b.heard).toStrictEqual([["task 1", "a:b", "ünï"]])
+      // Redis delivers a channel's messages in order: had A heard its own message, it would be first.
+      expect(a.heard).toStrictEqual([["from b"]])
+      expect((yield* a.bus.stats).published).toBe(1)
+      expect((yield* b.bus.stats).received).toBe(1)
+      expect(a.bus.channel).toBe(b.bus.channel)
+      expect(a.bus.instanceId).not.toBe(b.bus.instanceId)
+    }))
+
+  it.scopedLive("ignores foreign, malformed and invalid messages on its channel", () =>
+    Effect.gen(function*() {
+      const namespace = uniqueNamespace("bus-junk")
+      const a = yield* busWith(namespace)
+      const raw = yield* rawRedis()
+      for (const junk of ["not json", "{}", `{"from":1,"keys":["x"]}`, `{"from":"z","keys":[1,2]}`, `{"from":"z","keys":["!bad"]}`]) {
+        yield* Effect.promise(() => raw.publish(a.bus.channel, junk))
+      }
+      yield* Effect.promise(() => raw.publish(a.bus.channel, JSON.stringify({ from: "someone", keys: ["!bad", "good"] })))
+      yield* waitFor(() => a.heard.length === 1)
+      expect(a.heard).toStrictEqual([["good"]])
+    }))
+
+  it.scopedLive("after the subscription was lost, listeners hear of the gap once it is back", () =>
+    Effect.gen(function*() {
+      const server = yield* privateRedis
+      const namespace = uniqueNamespace("bus-gap")
+      const a = yield* busWith(namespace, server.url)
+      const b = yield* busWith(namespace, server.url)
+      yield* server.stop
+      yield* server.start
+      // ioredis reconnects with a backoff capped at 2 s; each bus resubscribes, then reports the gap.
+      yield* waitFor(() => a.heard.includes("gap") && b.heard.includes("gap"), 10_000)
+      expect((yield* a.bus.stats).gaps).toBe(1)
+      // And messages flow again.
+      yield* a.bus.publish(["after"])
+      yield* waitFor(() => b.heard.some((h) => Array.isArray(h) && h[0] === "after"))
+    }), { timeout: 30_000 })
+
+  it.scopedLive("keys that could not be published are kept and published once Redis answers again", () =>
+    Effect.gen(function*() {
+      const server = yield* privateRedis
+      const namespace = uniqueNamespace("bus-pending")
+      const a = yield* busWith(namespace, server.url, { retryInterval: "500 millis" })
+      yield* server.stop
+      yield* a.bus.publish(["written during the outage"])
+      const stats = yield* a.bus.stats
+      expect(stats.publishFailures).toBe(1)
+      expect(stats.pending).toBe(1)
+      yield* server.start
+      // A listener that subscribes right after the restart (A publishes again only every 500 ms, after its own
+      // reconnection) still hears the kept keys.
+      const b = yield* busWith(namespace, server.url)
+      yield* waitFor(() => b.heard.some((h) => Array.isArray(h) && h[0] === "written during the outage"), 10_000)
+      expect((yield* a.bus.stats).pending).toBe(0)
+    }), { timeout: 30_000 })
+
+  it.scopedLive("when more keys were lost than it keeps, it asks everyone to drop everything", () =>
+    Effect.gen(function*() {
+      const server = yield* privateRedis
+      const namespace = uniqueNamespace("bus-overflow")
+      const a = yield* busWith(namespace, server.url, { retryInterval: "500 millis", maxPending: 3 })
+      yield* server.stop
+      yield* a.bus.publish(["1", "2"])
+      yield* a.bus.publish(["3", "4"])
+      expect((yield* a.bus.stats).pending).toBe(Infinity)
+      yield* server.start
+      const b = yield* busWith(namespace, server.url)
+      yield* waitFor(() => b.heard.includes("gap"), 10_000)
+    }), { timeout: 30_000 })
+})
