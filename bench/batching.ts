@@ -20,7 +20,7 @@ import * as RedisCache from "../src/RedisCache.js"
 import type { Task, TaskId } from "../src/Task.js"
 import * as TaskRepository from "../src/TaskRepository.js"
 import * as TaskStore from "../src/TaskStore.js"
-import type { Result } from "./harness.js"
+import { type Case, measure, type Result } from "./harness.js"
 import {
   countingStatements,
   monitorRedis,
@@ -30,7 +30,6 @@ import {
   uniqueNamespace,
   uniqueSchema
 } from "./services.js"
-import { measureTimed, type TimedCase } from "./timing.js"
 
 /** Distinct keys asked for at once. */
 export const KEYS = 1_000
@@ -90,7 +89,7 @@ export const runInMemoryBatching = async (): Promise<InMemoryResults> => {
     if (values.length !== KEYS || values[KEYS - 1] !== data.get(keys[KEYS - 1]!)) throw new Error(`${name}: wrong values`)
   }
 
-  const cold: TimedCase = {
+  const cold: Case = {
     name: "MultiLevelCache.get, 1,000 cold keys",
     setup: build,
     run: (built: Built) =>
@@ -108,7 +107,7 @@ export const runInMemoryBatching = async (): Promise<InMemoryResults> => {
     teardown: close
   }
 
-  const hit: TimedCase = {
+  const hit: Case = {
     name: "MultiLevelCache.get, 1,000 L1 hits",
     setup: () => {
       const built = build()
@@ -133,7 +132,7 @@ export const runInMemoryBatching = async (): Promise<InMemoryResults> => {
       return Effect.forEach(requests, (request) => Request.succeed(request, data.get(request.id)!), { discard: true })
     })
   )
-  const effectBatched: TimedCase = {
+  const effectBatched: Case = {
     name: "effect RequestResolver.makeBatched, 1,000 Effect.request",
     run: () =>
       Effect.runPromise(Effect.gen(function*() {
@@ -157,7 +156,7 @@ export const runInMemoryBatching = async (): Promise<InMemoryResults> => {
       calls++
       return data.get(key)!
     })
-  const perKey: TimedCase = {
+  const perKey: Case = {
     name: "per-key loader, no cache, no batching",
     run: () =>
       Effect.runPromise(Effect.gen(function*() {
@@ -171,7 +170,7 @@ export const runInMemoryBatching = async (): Promise<InMemoryResults> => {
   }
 
   /** The batched singleflight alone, with the same loader and no tier: what the batching costs by itself. */
-  const flightAlone: TimedCase = {
+  const flightAlone: Case = {
     name: "SingleFlight.makeBatched alone",
     setup: () => {
       const scope = Effect.runSync(Scope.make())
@@ -199,7 +198,7 @@ export const runInMemoryBatching = async (): Promise<InMemoryResults> => {
    * The floor of any batching: the same fibers, each suspended until one answer is handed to all of them (a
    * `Deferred` completed by the last fiber), with no cache and no batching logic.
    */
-  const wait: TimedCase = {
+  const wait: Case = {
     name: "1,000 fibers awaiting one answer",
     run: () =>
       Effect.runPromise(Effect.gen(function*() {
@@ -215,7 +214,7 @@ export const runInMemoryBatching = async (): Promise<InMemoryResults> => {
       }))
   }
 
-  const results = await measureTimed([cold, hit, effectBatched, perKey, flightAlone, wait], { clock: "cpu" })
+  const results = await measure([cold, hit, effectBatched, perKey, flightAlone, wait], { clock: "cpu" })
   return { results, loaderCalls }
 }
 
@@ -251,7 +250,7 @@ export const runRoundTrips = async (): Promise<RoundTripResults> => {
       oneByOne: Effect.forEach(ids, (id: TaskId) => repo.get(id), { concurrency: 1 }),
       store: Effect.forEach(ids, (id: TaskId) => store.get(id), { concurrency: 1 })
     }
-    const cases: Array<TimedCase & { readonly effect: Effect.Effect<Array<Task>, unknown> }> = [
+    const cases: Array<Case & { readonly effect: Effect.Effect<Array<Task>, unknown> }> = [
       { name: "TaskRepository.get, 1,000 concurrent", effect: run.concurrent, setup: clear, run: () => 0 },
       { name: "TaskRepository.get, one by one", effect: run.oneByOne, setup: clear, run: () => 0 },
       { name: "TaskStore.get, one by one", effect: run.store, setup: clear, run: () => 0 }
@@ -263,7 +262,7 @@ export const runRoundTrips = async (): Promise<RoundTripResults> => {
       }
     }))
 
-    const results = await measureTimed(cases)
+    const results = await measure(cases)
 
     // Round trips, counted once per case outside the timed rounds: MONITOR slows the server down.
     const counts = new Map<string, { statements: number; mgets: number }>()

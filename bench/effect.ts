@@ -63,8 +63,8 @@ const effectCacheCase: Case = {
   }
 }
 
-export const runEffectHit = (): { readonly versusEffect: Array<Result>; readonly metrics: Array<Result> } => ({
-  versusEffect: measure([lruCase("@rms/cache LruCache.get", true), effectCacheCase]),
+export const runEffectHit = async (): Promise<{ readonly versusEffect: Array<Result>; readonly metrics: Array<Result> }> => ({
+  versusEffect: await measure([lruCase("@rms/cache LruCache.get", true), effectCacheCase]),
   // A small difference on a noisy machine: three times the rounds.
-  metrics: measure([lruCase("metrics on", true), lruCase("metrics off", false)], { rounds: rounds * 3 })
+  metrics: await measure([lruCase("metrics on", true), lruCase("metrics off", false)], { rounds: rounds * 3 })
 })

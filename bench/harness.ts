@@ -3,14 +3,18 @@
  * machine noise spreads over all of them, and the figure reported is the median over rounds.
  */
 
-/** One measured case: `setup` runs untimed, then `run` is timed and returns the number of operations done. */
+/**
+ * One measured case: `setup` and `teardown` are not timed; `run` is (synchronous or not), and returns the
+ * number of operations it did.
+ */
 export interface Case {
   readonly name: string
   readonly setup?: () => unknown
-  readonly run: (state: any) => number
+  readonly run: (state: any) => Promise<number> | number
+  readonly teardown?: (state: any) => unknown
 }
 
-/** The median throughput of one case, in operations per second. */
+/** The median throughput of one case, in operations per second, and the throughput of every round. */
 export interface Result {
   readonly name: string
   readonly opsPerSecond: number
@@ -25,23 +29,46 @@ export const median = (values: ReadonlyArray<number>): number => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
+/** What a case is timed by: the wall clock, or the process's CPU time (user + system, `process.cpuUsage()`). */
+export type Clock = "wall" | "cpu"
+
+/** Seconds elapsed since the call, by the chosen clock. */
+const stopwatch = (clock: Clock): (() => number) => {
+  if (clock === "wall") {
+    const start = performance.now()
+    return () => (performance.now() - start) / 1000
+  }
+  const start = process.cpuUsage()
+  return () => {
+    const used = process.cpuUsage(start)
+    return (used.user + used.system) / 1e6
+  }
+}
+
 /**
- * Runs `cases` for `rounds` rounds (plus one warm-up round that is not counted). Every other round runs the
- * cases in reverse order, so that running first or last (a fresh heap, a pending collection) favours no case.
+ * Runs `cases` for `rounds` rounds plus one warm-up round that is not counted. Within a round the cases run back
+ * to back, in reverse order every other round, so that running first or last (a fresh heap, a pending
+ * collection) favours no case. No collection is forced between cases: a forced full collection shrinks the
+ * young generation, and the case timed right after it then pays for regrowing it.
  */
-export const measure = (cases: ReadonlyArray<Case>, options: { readonly rounds?: number } = {}): Array<Result> => {
+export const measure = async (
+  cases: ReadonlyArray<Case>,
+  options: { readonly rounds?: number; readonly clock?: Clock } = {}
+): Promise<Array<Result>> => {
   const n = options.rounds ?? rounds
+  const clock = options.clock ?? "wall"
   const samples = cases.map(() => [] as Array<number>)
   for (let round = -1; round < n; round++) {
     const order = cases.map((_, i) => i)
     if (round % 2 === 1) order.reverse()
     for (const i of order) {
       const c = cases[i]!
-      const state = c.setup?.()
-      const start = performance.now()
-      const ops = c.run(state)
-      const elapsed = performance.now() - start
-      if (round >= 0) samples[i]!.push(ops / (elapsed / 1000))
+      const state = await c.setup?.()
+      const elapsed = stopwatch(clock)
+      const ops = await c.run(state)
+      const seconds = elapsed()
+      await c.teardown?.(state)
+      if (round >= 0) samples[i]!.push(ops / Math.max(seconds, 1e-9))
     }
   }
   return cases.map((c, i) => ({ name: c.name, opsPerSecond: median(samples[i]!), rounds: samples[i]! }))
@@ -55,32 +82,9 @@ export const measure = (cases: ReadonlyArray<Case>, options: { readonly rounds?:
 export const ratioPerRound = (subject: Result, others: ReadonlyArray<Result>): number =>
   median(subject.rounds.map((ops, i) => ops / Math.max(...others.map((o) => o.rounds[i]!))))
 
-/** Like `measure`, for cases whose run is asynchronous. */
-export interface AsyncCase {
-  readonly name: string
-  readonly setup?: () => Promise<unknown>
-  readonly run: (state: any) => Promise<number>
-  readonly teardown?: (state: any) => Promise<void>
-}
-
-export const measureAsync = async (
-  cases: ReadonlyArray<AsyncCase>,
-  options: { readonly rounds?: number } = {}
-): Promise<Array<Result>> => {
-  const n = options.rounds ?? rounds
-  const samples = cases.map(() => [] as Array<number>)
-  for (let round = -1; round < n; round++) {
-    for (const [i, c] of cases.entries()) {
-      const state = await c.setup?.()
-      const start = performance.now()
-      const ops = await c.run(state)
-      const elapsed = performance.now() - start
-      await c.teardown?.(state)
-      if (round >= 0) samples[i]!.push(ops / (elapsed / 1000))
-    }
-  }
-  return cases.map((c, i) => ({ name: c.name, opsPerSecond: median(samples[i]!), rounds: samples[i]! }))
-}
+/** The median over rounds of `subject`'s time per operation minus `base`'s, in nanoseconds. */
+export const differencePerRound = (subject: Result, base: Result): number =>
+  median(subject.rounds.map((ops, i) => 1e9 / ops - 1e9 / base.rounds[i]!))
 
 /** Deterministic pseudo-random numbers in [0, 1), so every run and every case sees the same keys. */
 export const random = (seed: number) => () => {
@@ -114,6 +118,10 @@ export const zipf = (n: number, s: number, count: number, seed = 42): Int32Array
 
 export const formatOps = (ops: number): string =>
   ops >= 1e6 ? `${(ops / 1e6).toFixed(2)} M/s` : ops >= 1e3 ? `${(ops / 1e3).toFixed(1)} k/s` : `${ops.toFixed(0)}/s`
+
+/** Nanoseconds as `µs` with two decimals (or `ns` below one microsecond), keeping the sign. */
+export const formatDuration = (ns: number): string =>
+  Math.abs(ns) >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(0)} ns`
 
 export const formatNanos = (opsPerSecond: number): string => {
   const ns = 1e9 / opsPerSecond

@@ -29,7 +29,7 @@ export interface WorkloadResult {
   readonly results: ReadonlyArray<Result>
 }
 
-const workloads = <K>(keyOf: (i: number) => K, label: string): Array<WorkloadResult> => {
+const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<WorkloadResult>> => {
   const next = random(7)
   // The held keys: 1e5 distinct keys drawn from the 1e6-key space, as a cache holds after running a while.
   const space = Int32Array.from({ length: KEYS }, (_, i) => i)
@@ -84,9 +84,9 @@ const workloads = <K>(keyOf: (i: number) => K, label: string): Array<WorkloadRes
   }))
 
   return [
-    { workload: `get-hit, ${label} keys`, results: measure(getHit) },
-    { workload: `set-with-eviction, ${label} keys`, results: measure(setEvict) },
-    { workload: `Zipf mix (get, set on miss), ${label} keys`, results: measure(zipfMix) }
+    { workload: `get-hit, ${label} keys`, results: await measure(getHit) },
+    { workload: `set-with-eviction, ${label} keys`, results: await measure(setEvict) },
+    { workload: `Zipf mix (get, set on miss), ${label} keys`, results: await measure(zipfMix) }
   ]
 }
 
@@ -94,7 +94,7 @@ const workloads = <K>(keyOf: (i: number) => K, label: string): Array<WorkloadRes
  * A side case, reported for transparency: get-hit when the held keys are exactly 0 … 1e5-1, inserted in order.
  * Dense small integers turn mnemonist's plain-object index into an array, its best case.
  */
-const denseGetHit = (): WorkloadResult => {
+const denseGetHit = async (): Promise<WorkloadResult> => {
   const next = random(9)
   const hitKeys = Int32Array.from({ length: OPS }, () => Math.floor(next() * CAPACITY))
   const cases: Array<Case> = implementations.map((impl) => ({
@@ -109,13 +109,13 @@ const denseGetHit = (): WorkloadResult => {
       return OPS
     }
   }))
-  return { workload: "get-hit, dense keys 0 … 1e5-1 (side case)", results: measure(cases) }
+  return { workload: "get-hit, dense keys 0 … 1e5-1 (side case)", results: await measure(cases) }
 }
 
-export const runLru = (): Array<WorkloadResult> => [
-  ...workloads((i) => i, "integer"),
-  ...workloads((i) => `key:${i}`, "string"),
-  denseGetHit()
+export const runLru = async (): Promise<Array<WorkloadResult>> => [
+  ...(await workloads((i) => i, "integer")),
+  ...(await workloads((i) => `key:${i}`, "string")),
+  await denseGetHit()
 ]
 
 /**

@@ -10,9 +10,8 @@ import type { Cache, CacheError } from "../src/Cache.js"
 import * as RedisCache from "../src/RedisCache.js"
 import * as RedisClient from "../src/RedisClient.js"
 import { Task, type TaskId } from "../src/Task.js"
-import type { Result } from "./harness.js"
+import { type Case, measure, type Result } from "./harness.js"
 import { deleteNamespace, rawRedis, realisticTask, redisLayer, redisUrl, uniqueNamespace } from "./services.js"
-import { measureTimed, type TimedCase } from "./timing.js"
 
 /** Gets per round and case. */
 export const GETS = 4_000
@@ -73,7 +72,7 @@ export const runRedisHit = async (): Promise<RedisHitResults> => {
       return GETS
     }
 
-    const rawCase = (name: string, connection: Redis): TimedCase => ({
+    const rawCase = (name: string, connection: Redis): Case => ({
       name,
       run: async () => {
         let sum = 0
@@ -85,11 +84,11 @@ export const runRedisHit = async (): Promise<RedisHitResults> => {
         return verify(name, sum)
       }
     })
-    const ours: TimedCase = {
+    const ours: Case = {
       name: "RedisCache.get (Task schema)",
       run: async () => verify("RedisCache.get", await Effect.runPromise(sequentialGets(taskCache, ids, (t) => t.version)))
     }
-    const oursJson: TimedCase = {
+    const oursJson: Case = {
       name: "RedisCache.get (Schema.Unknown: JSON.parse only)",
       run: async () =>
         verify(
@@ -101,7 +100,7 @@ export const runRedisHit = async (): Promise<RedisHitResults> => {
     const rawLike = rawCase("ioredis get + JSON.parse, RedisClient's options", rawLikeClient)
 
     // All four cases interleave in the same rounds; the first two make the headline ratio.
-    const results = await measureTimed([ours, rawDefault, oursJson, rawLike])
+    const results = await measure([ours, rawDefault, oursJson, rawLike])
     await deleteNamespace(client, namespace)
     return { main: results.slice(0, 2), side: results.slice(2), sampleBytes: Buffer.byteLength(sample) }
   } finally {

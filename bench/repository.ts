@@ -7,9 +7,8 @@ import * as Effect from "effect/Effect"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import type { Task, TaskId } from "../src/Task.js"
 import * as TaskRepository from "../src/TaskRepository.js"
-import { random, type Result } from "./harness.js"
+import { type Case, measure, random, type Result } from "./harness.js"
 import { countingStatements, repositoryLayer, seedStore, uniqueNamespace, uniqueSchema } from "./services.js"
-import { measureTimed, type TimedCase } from "./timing.js"
 
 /** Tasks in the store, all held by L1 while measuring. */
 export const TASKS = 1_000
@@ -45,7 +44,7 @@ export const runRepositoryHit = async (): Promise<Array<Result>> => {
         return sum
       })
     let expected: number | undefined
-    const timed = (name: string, get: (id: TaskId) => Effect.Effect<Task, unknown>): TimedCase => ({
+    const timed = (name: string, get: (id: TaskId) => Effect.Effect<Task, unknown>): Case => ({
       name,
       run: async () => {
         const sum = await Effect.runPromise(loop(get))
@@ -54,7 +53,7 @@ export const runRepositoryHit = async (): Promise<Array<Result>> => {
         return GETS
       }
     })
-    return await measureTimed([timed("TaskRepository.get", repo.get), timed("LruCache.get (the L1 tier)", l1.get)])
+    return await measure([timed("TaskRepository.get", repo.get), timed("LruCache.get (the L1 tier)", l1.get)])
   } finally {
     // Drops the schema and the namespace's keys, then closes the pool and the Redis connection.
     await runtime.dispose()

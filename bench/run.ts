@@ -5,18 +5,17 @@
 import { writeFileSync } from "node:fs"
 import { KEYS as COLD_KEYS, REPS as COLD_REPS, runInMemoryBatching, runRoundTrips } from "./batching.js"
 import { runEffectHit } from "./effect.js"
-import { formatNanos, formatOps, type Result, ratioPerRound, rounds } from "./harness.js"
+import { differencePerRound, formatDuration, formatNanos, formatOps, type Result, ratioPerRound, rounds } from "./harness.js"
 import { runLru, runLruMemory } from "./lru.js"
 import { GETS as L2_GETS, runRedisHit, TASKS as L2_TASKS } from "./redis.js"
 import { machine, ratio, table, versionOf } from "./report.js"
 import { GETS as L1_GETS, runRepositoryHit, TASKS as L1_TASKS } from "./repository.js"
-import { differencePerRound, formatDuration } from "./timing.js"
 
 const sections: Array<string> = []
 const log = (line: string) => console.log(line)
 
 log("LRU structure …")
-const lru = runLru()
+const lru = await runLru()
 const ours = "@rms/cache LruMap"
 sections.push(`## LRU structure: \`LruMap\` against lru-cache ${versionOf("lru-cache")} and mnemonist ${
   versionOf("mnemonist")
@@ -52,7 +51,7 @@ ${table(["structure", "bytes per entry"], memory.map((m) => [m.name, m.bytesPerE
 `)
 
 log("LruCache.get in a fiber …")
-const effectHit = runEffectHit()
+const effectHit = await runEffectHit()
 const [ourGet, effectGet] = effectHit.versusEffect as [Result, Result]
 const [metricsOn, metricsOff] = effectHit.metrics as [Result, Result]
 sections.push(`## \`LruCache.get\` hit inside a fiber

@@ -8,7 +8,6 @@ import * as DateTime from "effect/DateTime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as Tracer from "effect/Tracer"
 import { Redis } from "ioredis"
 import * as LruCache from "../src/LruCache.js"
 import * as RedisCache from "../src/RedisCache.js"
@@ -124,24 +123,8 @@ export const realisticInput = (i: number): TaskInput => {
   return new TaskInput(assignee === undefined ? { id, title, status } : { id, title, status, assignee })
 }
 
-/**
- * Runs `effect` and counts the statements @effect/sql sent to the server (its `sql.execute` spans).
- */
-export const countingStatements = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.tracerWith((base) => {
-    let statements = 0
-    const counting = Tracer.make({
-      span(name, parent, context, links, startTime, kind, options) {
-        if (name === "sql.execute") statements++
-        return base.span(name, parent, context, links, startTime, kind, options)
-      },
-      context: (f, fiber) => base.context(f, fiber)
-    })
-    return effect.pipe(
-      Effect.withTracer(counting),
-      Effect.map((result) => ({ result, statements }))
-    )
-  })
+/** Runs an effect and counts the statements @effect/sql sent (its `sql.execute` spans), as the tests do. */
+export { countingStatements } from "../test/support/postgres.js"
 
 /**
  * Records the commands the Redis server runs whose arguments mention `needle`, through `MONITOR` on a
