@@ -91,6 +91,11 @@ export interface Options<K> {
   readonly maxPending?: number
   /** How often kept keys are published again. Default: 1 second. */
   readonly retryInterval?: Duration.DurationInput
+  /**
+   * The longest a publication may take before its keys are kept for later, so that a write never waits long
+   * on a Redis that does not answer. Default: 250 milliseconds.
+   */
+  readonly publishTimeout?: Duration.DurationInput
 }
 
 interface Message {
@@ -134,6 +139,7 @@ export const make = <K>(
     const channel = `${escapeKeyPart(options.namespace)}:invalidations`
     const encodeKey: (key: K) => string = options.encodeKey ?? String
     const maxPending = options.maxPending ?? 10_000
+    const publishTimeout = options.publishTimeout ?? "250 millis"
     const listeners = new Set<Listener<K>>()
     const pending = new Set<string>()
     let pendingAll = false
@@ -188,6 +194,7 @@ export const make = <K>(
     /** Sends one message; on failure its keys are kept for later. */
     const send = (message: Message, keys: ReadonlyArray<string>): Effect.Effect<void> =>
       Effect.tryPromise(() => redis.client.publish(channel, JSON.stringify(message))).pipe(
+        Effect.timeout(publishTimeout),
         Effect.matchEffect({
           onFailure: () =>
             Effect.sync(() => {

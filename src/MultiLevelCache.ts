@@ -63,8 +63,8 @@ export interface Options<K, V, E, R> {
  * A tier call that fails, times out or meets an open breaker never fails the caller: reads fall through to the
  * next tier or the loader, writes to that tier are skipped, and each is counted (`cache_errors`,
  * `cache_skips`). A write that did not reach a tier makes its key dirty there: a miss on reads from that tier,
- * and invalidated in it once the tier answers again, so a tier that comes back never serves what was replaced
- * while it was away.
+ * and repaired once the tier answers again (its current value loaded and stored there, or the key invalidated
+ * if the loader no longer has it), so a tier that comes back never serves what was replaced while it was away.
  *
  * Its own metrics (tier `"multilevel"`) cover what the nearest tier did not answer: a key found in a farther
  * tier is a hit, a key sent to the loader a miss. The nearest tier's hits are in that tier's own metrics.
@@ -107,6 +107,17 @@ export const make = <K, V, E, R>(
     const scope = yield* Effect.scope
     const labels = { cache: options.name, tier: "multilevel" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
+    const context = yield* Effect.context<R>()
+    /**
+     * Puts the store's current values of `keys` into `cache`, and invalidates there those the store no longer
+     * has: how a tier that missed writes is brought back in step (a versioned tier keeps whatever is newer).
+     */
+    const repair = (cache: Cache<K, V, unknown>) => (keys: ReadonlyArray<K>) =>
+      Effect.gen(function*() {
+        const current = yield* Effect.provide(options.load(keys), context)
+        if (current.size > 0) yield* cache.setMany(current)
+        for (const key of keys) if (!current.has(key)) yield* cache.invalidate(key)
+      })
     const tiers: ReadonlyArray<GuardedTier<K, V>> = options.tiers.map((tier) => {
       const { breaker, cache, timeout } = isTier(tier) ? tier : { cache: tier, timeout: undefined, breaker: undefined }
       return new GuardedTier(
@@ -115,7 +126,8 @@ export const make = <K, V, E, R>(
         makeBreaker(breaker),
         clock,
         metrics,
-        scope
+        scope,
+        repair(cache)
       )
     })
     const nearest = tiers[0]!
@@ -129,7 +141,7 @@ export const make = <K, V, E, R>(
             const current = entries.filter(([key]) => isCurrent(key))
             return current.length === 0
               ? Effect.void
-              : tier.write(current.map(([key]) => key), tier.cache.setMany(current))
+              : tier.backfill(current.map(([key]) => key), tier.cache.setMany(current))
           }),
         { discard: true }
       )

@@ -124,6 +124,11 @@ export class TaskNotFound extends Schema.TaggedError<TaskNotFound>()("TaskNotFou
 export class StoreError extends Data.TaggedError("StoreError")<{
   readonly operation: string
   readonly cause: unknown
+  /**
+   * For a write: `true` when it may have been applied all the same (a timeout, a connection lost after the
+   * statement was sent), so that a cache must not keep the value it replaced. Absent when it was not applied.
+   */
+  readonly unknownOutcome?: true
 }> {
   override get message(): string {
     const reason = Predicate.hasProperty(this.cause, "message") ? String(this.cause.message) : String(this.cause)

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -28,6 +28,9 @@ import * as RedisClient from "./RedisClient.js"
 import { StoreError, Task, TaskId, type TaskInput, TaskNotFound } from "./Task.js"
 import * as TaskStore from "./TaskStore.js"
 import * as WriteThrough from "./WriteThrough.js"
+
+/** Whether a failed write may have been applied all the same. */
+const isUnknownStoreOutcome = (error: unknown): boolean => error instanceof StoreError && error.unknownOutcome === true
 
 /**
  * The L1 tier of tasks: in memory, per instance.
@@ -97,6 +100,11 @@ export interface Options {
   readonly l2BreakerFailures?: number
   /** How long L2 is skipped once the breaker opens, before one call probes it. Default: 5 seconds. */
   readonly l2BreakerCooldown?: Duration.DurationInput
+  /**
+   * After a write whose outcome is unknown (interrupted, timed out, connection lost), its id is invalidated at
+   * once and again after this delay, in case Postgres applied it late. Default: 10 seconds.
+   */
+  readonly unknownOutcomeRecheck?: Duration.DurationInput
   /** The most ids one store query asks for. Default: 2048. */
   readonly maxBatchSize?: number
 }
@@ -116,6 +124,8 @@ export const make = (
     const l1 = yield* TaskL1
     const l2 = yield* TaskL2
     const bus = yield* Effect.serviceOption(TaskInvalidations)
+    const scope = yield* Effect.scope
+    const recheckAfter = options.unknownOutcomeRecheck ?? "10 seconds"
     const cache = yield* MultiLevelCache.make<TaskId, Task, StoreError, never>({
       name: "tasks",
       tiers: [l1, {
@@ -138,7 +148,8 @@ export const make = (
           Effect.tapError((error) => error._tag === "TaskNotFound" ? Effect.ignore(cache.invalidate(id)) : Effect.void)
         ),
       keyOf: (task: Task) => task.id,
-      keyOfInput: (input: TaskInput) => input.id
+      keyOfInput: (input: TaskInput) => input.id,
+      isUnknownOutcome: isUnknownStoreOutcome
     })
 
     if (Option.isSome(bus)) {
@@ -151,12 +162,26 @@ export const make = (
      * After a write has reached the tiers (or was interrupted with an unknown outcome, or found the task gone),
      * the other instances hear of the id. Publishing never fails the write.
      */
+    const publish = (id: TaskId) => (Option.isSome(bus) ? bus.value.publish([id]) : Effect.void)
+    /**
+     * A write whose outcome is unknown may still land in Postgres after a load has cached the value it
+     * replaces: the id is invalidated (and published) once more after `unknownOutcomeRecheck`.
+     */
+    const recheck = (id: TaskId) =>
+      Effect.sleep(recheckAfter).pipe(
+        Effect.zipRight(Effect.ignore(cache.invalidate(id))),
+        Effect.zipRight(publish(id)),
+        Effect.forkIn(scope),
+        Effect.asVoid
+      )
     const announce = <A, E>(id: TaskId, write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-      Option.isNone(bus) ? write : Effect.onExit(write, (exit) =>
-        Exit.isSuccess(exit) || Exit.isInterrupted(exit) ||
-          (exit.cause._tag === "Fail" && exit.cause.error instanceof TaskNotFound)
-          ? bus.value.publish([id])
-          : Effect.void)
+      Effect.onExit(write, (exit) => {
+        if (Exit.isSuccess(exit)) return publish(id)
+        const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
+        if (error instanceof TaskNotFound) return publish(id)
+        if (Exit.isInterrupted(exit) || isUnknownStoreOutcome(error)) return Effect.zipRight(publish(id), recheck(id))
+        return Effect.void
+      })
 
     return {
       // No span on reads: an L1 hit costs less than a span. Loads and writes have theirs.
@@ -274,7 +299,11 @@ export const l2Redis = (
     }),
     Layer.scoped(
       TaskInvalidations,
-      InvalidationBus.make({ namespace: settings.namespace, decodeKey: Schema.decodeUnknownOption(TaskId) })
+      InvalidationBus.make({
+        namespace: settings.namespace,
+        decodeKey: Schema.decodeUnknownOption(TaskId),
+        publishTimeout: settings.l2Timeout
+      })
     )
   )
 

@@ -18,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { StoreError, Task, TaskId, TaskInput, TaskNotFound } from "./Task.js"
@@ -98,6 +99,18 @@ export const queryCount: Effect.Effect<number> = Effect.map(
   (states) => states.reduce((sum, state) => sum + state.count, 0)
 )
 
+/**
+ * Whether a failed statement may have been applied all the same. Postgres refusing it (an SQLSTATE outside the
+ * connection classes) or no connection to send it on: no. A connection lost or terminated mid-statement: maybe.
+ */
+const mayHaveBeenApplied = (error: unknown): boolean => {
+  const cause = Predicate.hasProperty(error, "cause") ? error.cause : undefined
+  const code = Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? cause.code : undefined
+  if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) return code.startsWith("08") || code.startsWith("57P")
+  const message = Predicate.hasProperty(error, "message") ? String(error.message) : ""
+  return !message.includes("Failed to acquire connection")
+}
+
 /** Runs the migrations of `schema` with @effect/sql's Migrator, keeping its own table inside `schema`. */
 const migrate = (schema: string) =>
   Effect.gen(function*() {
@@ -144,11 +157,21 @@ export const make = (options: Options = {}): Effect.Effect<Service, StoreError, 
       const counter = queryCounters[operation]
       return <A, E, R>(effect: Effect.Effect<A, E, R>, attributes: Record<string, unknown>) =>
         effect.pipe(
+          // On timeout the statement is interrupted in the background (@effect/sql-pg then asks Postgres to
+          // cancel it, which can itself wait on an unresponsive server): the caller does not wait for that.
+          Effect.disconnect,
           Effect.timeoutFail({
             duration: timeout,
-            onTimeout: () => new StoreError({ operation, cause: `no answer within ${Duration.format(timeout)}` })
+            onTimeout: () =>
+              new StoreError({ operation, cause: `no answer within ${Duration.format(timeout)}`, unknownOutcome: true })
           }),
-          Effect.mapError((cause) => cause instanceof StoreError ? cause : new StoreError({ operation, cause })),
+          Effect.mapError((cause) =>
+            cause instanceof StoreError
+              ? cause
+              : mayHaveBeenApplied(cause)
+              ? new StoreError({ operation, cause, unknownOutcome: true })
+              : new StoreError({ operation, cause })
+          ),
           Effect.ensuring(Metric.increment(counter)),
           Effect.withSpan(`TaskStore.${operation}`, { captureStackTrace: false, attributes })
         )

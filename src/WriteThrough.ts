@@ -5,7 +5,9 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Cause from "effect/Cause"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import type { Cache } from "./Cache.js"
 
 /**
@@ -25,6 +27,11 @@ export interface Options<K, V, I, E1, E2, R1, R2> {
   readonly keyOf: (value: V) => K
   /** The key an input will be stored under. */
   readonly keyOfInput: (input: I) => K
+  /**
+   * Whether a failure of the store may hide a write that happened all the same (a timeout, a connection lost
+   * mid-statement). Such a failure invalidates the key, like an interruption. Default: no failure does.
+   */
+  readonly isUnknownOutcome?: (error: E1 | E2) => boolean
 }
 
 /**
@@ -44,9 +51,9 @@ export interface WriteThrough<K, V, I, E1, E2, R1, R2> {
  * Wraps store writes so the cache follows them.
  *
  * - `save`: the store first. On success the stored value goes into the cache; on failure the cache is left
- *   alone. If the caller is interrupted while the store write is in flight, its outcome is unknown, so the key
- *   is invalidated rather than left possibly stale.
- * - `delete`: the store first; on success, and on interruption, the key is invalidated.
+ *   alone. If the caller is interrupted while the store write is in flight, or the failure is one whose
+ *   outcome is unknown (`isUnknownOutcome`), the key is invalidated rather than left possibly stale.
+ * - `delete`: the store first; on success, on interruption and on an unknown outcome, the key is invalidated.
  * - Once the store has answered, updating the cache runs to the end even if the caller is interrupted, and a
  *   failing cache write never fails the operation: the store is the source of truth (if setting the value
  *   fails, the key is invalidated instead).
@@ -59,6 +66,11 @@ export const make = <K, V, I, E1, E2, R1, R2>(
 ): WriteThrough<K, V, I, E1, E2, R1, R2> => {
   const { cache, keyOf } = options
   const invalidate = (key: K) => Effect.ignore(cache.invalidate(key))
+  const isUnknownOutcome = options.isUnknownOutcome ?? (() => false)
+  /** Whether the store may have been changed although it did not say so. */
+  const maybeWritten = (exit: Exit.Exit<unknown, E1 | E2>): boolean =>
+    Exit.isInterrupted(exit) ||
+    (Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), isUnknownOutcome))
   const store = (value: V) => cache.set(keyOf(value), value).pipe(Effect.catchAll(() => invalidate(keyOf(value))))
 
   return {
@@ -67,17 +79,16 @@ export const make = <K, V, I, E1, E2, R1, R2>(
         restore(options.save(input)).pipe(
           Effect.onExit((exit) => {
             if (Exit.isSuccess(exit)) return store(exit.value)
-            // Interrupted mid-write: the store may or may not have the new value, so the cache must not keep
-            // the old one.
-            if (Exit.isInterrupted(exit)) return invalidate(options.keyOfInput(input))
-            return Effect.void
+            // Interrupted mid-write, or an unknown outcome: the store may or may not have the new value, so the
+            // cache must not keep the old one.
+            return maybeWritten(exit) ? invalidate(options.keyOfInput(input)) : Effect.void
           })
         )
       ),
     delete: (key) =>
       Effect.uninterruptibleMask((restore) =>
         restore(options.remove(key)).pipe(
-          Effect.onExit((exit) => (Exit.isSuccess(exit) || Exit.isInterrupted(exit) ? invalidate(key) : Effect.void))
+          Effect.onExit((exit) => (Exit.isSuccess(exit) || maybeWritten(exit) ? invalidate(key) : Effect.void))
         )
       )
   }

@@ -21,11 +21,19 @@ const maxDirtyKeys = 10_000
  *
  * A failed or skipped write leaves the tier holding what it held before, which may be older than the store:
  * the key is remembered as dirty. Dirty keys are misses on reads from this tier, and when a call succeeds
- * again they are invalidated in the background (then forgotten); a successful write of a key forgets it too.
+ * again they are repaired in the background (then forgotten): `repair` stores their current values, read
+ * from the store — or, without one, they are invalidated. A successful write of a key forgets it too —
+ * but only a write that started after the key was marked: an earlier write still in flight (a breaker's probe
+ * on a slow tier) carries an older value. Back-fills are not writes in this sense: one that misses the tier
+ * leaves it holding whatever it held, which no write of this instance made stale.
  */
 export class GuardedTier<K, V> {
-  private readonly dirty = new Set<K>()
-  private dirtyAll = false
+  /** Each dirty key with the tick it was marked at. */
+  private readonly dirty = new Map<K, number>()
+  /** When set, every key is dirty since that tick. */
+  private dirtyAllSince: number | undefined = undefined
+  /** Ticks order marks and the starts of writes. */
+  private tick = 0
   private replaying = false
 
   constructor(
@@ -34,12 +42,13 @@ export class GuardedTier<K, V> {
     readonly breaker: CircuitBreaker | undefined,
     private readonly clock: Clock.Clock,
     private readonly metrics: CacheMetrics,
-    private readonly scope: Scope.Scope
+    private readonly scope: Scope.Scope,
+    private readonly repair?: (keys: ReadonlyArray<K>) => Effect.Effect<void, unknown>
   ) {}
 
   /** Whether some keys of this tier may be stale. */
   get isDirty(): boolean {
-    return this.dirtyAll || this.dirty.size > 0
+    return this.dirtyAllSince !== undefined || this.dirty.size > 0
   }
 
   /** Runs a read; a failure, a timeout or an open breaker yields `fallback`. */
@@ -51,9 +60,9 @@ export class GuardedTier<K, V> {
   readMany(keys: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>> {
     return Effect.map(this.read(this.cache.getMany(keys), new Map<K, V>()), (found) => {
       if (!this.isDirty || found.size === 0) return found
-      if (this.dirtyAll) return new Map<K, V>()
+      if (this.dirtyAllSince !== undefined) return new Map<K, V>()
       const clean = new Map(found)
-      for (const key of this.dirty) clean.delete(key)
+      for (const key of this.dirty.keys()) clean.delete(key)
       return clean
     })
   }
@@ -63,12 +72,23 @@ export class GuardedTier<K, V> {
     return this.attempt(call, undefined, keys)
   }
 
-  private attempt<A>(call: Effect.Effect<A, unknown>, fallback: A, writes: ReadonlyArray<K> | "all" | undefined) {
+  /** Runs a back-fill of `keys`: its success clears their marks like a write's, its failure marks nothing. */
+  backfill(keys: ReadonlyArray<K>, call: Effect.Effect<void, unknown>): Effect.Effect<void> {
+    return this.attempt(call, undefined, keys, false)
+  }
+
+  private attempt<A>(
+    call: Effect.Effect<A, unknown>,
+    fallback: A,
+    writes: ReadonlyArray<K> | "all" | undefined,
+    failureMarksDirty = true
+  ) {
     return Effect.suspend(() => {
+      const startedAt = ++this.tick
       const breaker = this.breaker
       if (breaker !== undefined && !breaker.allow(this.clock.unsafeCurrentTimeMillis())) {
         this.metrics.unsafeSkip()
-        this.markDirty(writes)
+        if (failureMarksDirty) this.markDirty(writes)
         return Effect.succeed(fallback)
       }
       const bounded = this.timeout === undefined ? call : Effect.timeoutFail(call, {
@@ -81,12 +101,12 @@ export class GuardedTier<K, V> {
           Effect.sync(() => {
             this.metrics.unsafeError()
             breaker?.failure(this.clock.unsafeCurrentTimeMillis())
-            this.markDirty(writes)
+            if (failureMarksDirty) this.markDirty(writes)
             return fallback
           }),
         onSuccess: (value) => {
           breaker?.success()
-          this.markClean(writes)
+          this.markClean(writes, startedAt)
           return this.isDirty && !this.replaying ? Effect.as(this.replay, value) : Effect.succeed(value)
         }
       })
@@ -94,35 +114,42 @@ export class GuardedTier<K, V> {
   }
 
   private markDirty(writes: ReadonlyArray<K> | "all" | undefined): void {
-    if (writes === undefined || this.dirtyAll) return
-    if (writes === "all" || this.dirty.size + writes.length > maxDirtyKeys) {
-      this.dirtyAll = true
+    if (writes === undefined) return
+    const now = ++this.tick
+    if (writes === "all" || this.dirtyAllSince !== undefined || this.dirty.size + writes.length > maxDirtyKeys) {
+      this.dirtyAllSince = now
       this.dirty.clear()
       return
     }
-    for (const key of writes) this.dirty.add(key)
+    for (const key of writes) this.dirty.set(key, now)
   }
 
-  private markClean(writes: ReadonlyArray<K> | "all" | undefined): void {
+  /** Forgets the marks that `writes`, started at tick `startedAt`, has made obsolete. */
+  private markClean(writes: ReadonlyArray<K> | "all" | undefined, startedAt: number): void {
     if (writes === undefined || !this.isDirty) return
     if (writes === "all") {
-      this.dirtyAll = false
-      this.dirty.clear()
-    } else if (!this.dirtyAll) {
-      for (const key of writes) this.dirty.delete(key)
+      if (this.dirtyAllSince !== undefined && this.dirtyAllSince < startedAt) this.dirtyAllSince = undefined
+      for (const [key, markedAt] of this.dirty) if (markedAt < startedAt) this.dirty.delete(key)
+    } else if (this.dirtyAllSince === undefined) {
+      for (const key of writes) {
+        const markedAt = this.dirty.get(key)
+        if (markedAt !== undefined && markedAt < startedAt) this.dirty.delete(key)
+      }
     }
   }
 
   /** Invalidates the dirty keys in the background, one batch at a time, until none is left or a call fails. */
   private get replay(): Effect.Effect<void> {
     const once: Effect.Effect<boolean> = Effect.suspend(() => {
-      if (this.dirtyAll) return Effect.as(this.write("all", this.cache.invalidateAll), !this.dirtyAll)
-      const keys = Array.from(this.dirty).slice(0, 1000)
+      if (this.dirtyAllSince !== undefined) {
+        return Effect.map(this.write("all", this.cache.invalidateAll), () => this.dirtyAllSince === undefined)
+      }
+      const keys = Array.from(this.dirty.keys()).slice(0, 1000)
       if (keys.length === 0) return Effect.succeed(true)
-      return Effect.forEach(keys, (key) => this.write([key], this.cache.invalidate(key)), {
-        concurrency: 16,
-        discard: true
-      }).pipe(Effect.map(() => keys.every((key) => !this.dirty.has(key))))
+      const repaired = this.repair === undefined
+        ? Effect.forEach(keys, (key) => this.write([key], this.cache.invalidate(key)), { concurrency: 16, discard: true })
+        : this.write(keys, this.repair(keys))
+      return Effect.map(repaired, () => keys.every((key) => !this.dirty.has(key)))
     })
     const loop: Effect.Effect<void> = Effect.flatMap(once, (progressed) =>
       progressed && this.isDirty ? loop : Effect.void)
