@@ -12,6 +12,9 @@ export * as Cache from "./Cache.js"
 /** Effect `Metric`s for caches and the `stats` snapshot. */
 export * as CacheMetrics from "./CacheMetrics.js"
 
+/** Keys (never values) published on Redis pub/sub so that other instances drop them from their L1. */
+export * as InvalidationBus from "./InvalidationBus.js"
+
 /** A bounded, exact-LRU in-memory tier. */
 export * as LruCache from "./LruCache.js"
 
