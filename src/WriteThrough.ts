@@ -57,6 +57,8 @@ export interface WriteThrough<K, V, I, E1, E2, R1, R2> {
  * - Once the store has answered, updating the cache runs to the end even if the caller is interrupted, and a
  *   failing cache write never fails the operation: the store is the source of truth (if setting the value
  *   fails, the key is invalidated instead).
+ * - Writes of one key run one at a time (store, then cache), so the cache receives them in the order the store
+ *   applied them: two concurrent saves of a key cannot leave the older one in the cache.
  *
  * @since 0.1.0
  * @category constructors
@@ -72,10 +74,11 @@ export const make = <K, V, I, E1, E2, R1, R2>(
     Exit.isInterrupted(exit) ||
     (Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), isUnknownOutcome))
   const store = (value: V) => cache.set(keyOf(value), value).pipe(Effect.catchAll(() => invalidate(keyOf(value))))
+  const oneAtATime = makeKeyedLock<K>()
 
   return {
     save: (input) =>
-      Effect.uninterruptibleMask((restore) =>
+      oneAtATime(options.keyOfInput(input), (restore) =>
         restore(options.save(input)).pipe(
           Effect.onExit((exit) => {
             if (Exit.isSuccess(exit)) return store(exit.value)
@@ -86,10 +89,44 @@ export const make = <K, V, I, E1, E2, R1, R2>(
         )
       ),
     delete: (key) =>
-      Effect.uninterruptibleMask((restore) =>
+      oneAtATime(key, (restore) =>
         restore(options.remove(key)).pipe(
           Effect.onExit((exit) => (Exit.isSuccess(exit) || maybeWritten(exit) ? invalidate(key) : Effect.void))
         )
       )
   }
+}
+
+/** Mutable by design: one lock per key while it is used, forgotten when its last user leaves. */
+interface KeyLock {
+  readonly semaphore: Effect.Semaphore
+  users: number
+}
+
+/**
+ * Runs effects one at a time per key. The effect runs uninterruptibly once it holds the lock, except what it
+ * passes to `restore`; waiting for the lock can be interrupted.
+ */
+const makeKeyedLock = <K>() => {
+  const locks = new Map<K, KeyLock>()
+  return <A, E, R>(
+    key: K,
+    f: (restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>) => Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E, R> =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => {
+        let lock = locks.get(key)
+        if (lock === undefined) {
+          lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
+          locks.set(key, lock)
+        }
+        lock.users++
+        return lock
+      }),
+      (lock) => lock.semaphore.withPermits(1)(Effect.uninterruptibleMask(f)),
+      (lock) =>
+        Effect.sync(() => {
+          if (--lock.users === 0 && locks.get(key) === lock) locks.delete(key)
+        })
+    )
 }

@@ -433,3 +433,74 @@ describe("MultiLevelCache tiers that fail", () => {
       expect(yield* l2.inner.getOption("a")).not.toStrictEqual(Option.some("a=1"))
     }))
 })
+
+describe("WriteThrough ordering", () => {
+  it.scoped("concurrent saves of one key reach the cache in the order the store applied them", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore()
+      const { cache, l1 } = yield* twoTiers(store)
+      let version = 0
+      const firstReturns = yield* Deferred.make<void>()
+      const writes = WriteThrough.make({
+        cache,
+        // The first save is applied at once but answers late: a second save overtakes it, unless it waits.
+        save: (k: string) =>
+          Effect.gen(function*() {
+            const v = ++version
+            store.rows.set(k, `${k}=${v}`)
+            if (v === 1) yield* Deferred.await(firstReturns)
+            return `${k}=${v}`
+          }),
+        remove: (k: string) => Effect.sync(() => void store.rows.delete(k)),
+        keyOf: (v: string) => v.split("=")[0]!,
+        keyOfInput: (k: string) => k
+      })
+      const first = yield* Effect.fork(writes.save("k"))
+      yield* Effect.yieldNow()
+      const second = yield* Effect.fork(writes.save("k"))
+      yield* Effect.yieldNow()
+      expect(version).toBe(1) // the second save waits for the first
+      yield* Deferred.succeed(firstReturns, undefined)
+      expect(yield* Fiber.join(first)).toBe("k=1")
+      expect(yield* Fiber.join(second)).toBe("k=2")
+      expect(yield* l1.getOption("k")).toStrictEqual(Option.some("k=2"))
+      expect(yield* cache.get("k")).toBe("k=2")
+    }))
+})
+
+describe("dirty marks and writes in flight", () => {
+  it.scoped("a write still in flight when a later write of its key misses the tier does not clear that key's mark", () =>
+    Effect.gen(function*() {
+      const store = yield* makeStore([["k", "k=1"]])
+      const l1 = yield* LruCache.make<string, string>({ capacity: 10 })
+      const inner = yield* LruCache.make<string, string>({ capacity: 10 })
+      let gate: Deferred.Deferred<void> | undefined
+      let down = false
+      // An L2 whose writes can be held (a slow server) or fail (a down one).
+      const l2: Cache.Cache<string, string, StoreDown> = {
+        ...inner,
+        set: (k, v) =>
+          Effect.suspend(() => {
+            if (down) return Effect.fail(new StoreDown())
+            return gate === undefined ? inner.set(k, v) : Effect.zipRight(Deferred.await(gate), inner.set(k, v))
+          })
+      }
+      const cache = yield* MultiLevelCache.make({ name: `ticks-${Math.random()}`, tiers: [l1, l2], load: store.load })
+
+      const slowServer = yield* Deferred.make<void>()
+      gate = slowServer
+      const slow = yield* Effect.fork(cache.set("k", "k=2")) // its L2 write waits on the slow server
+      yield* Effect.yieldNow()
+      gate = undefined
+      down = true
+      store.rows.set("k", "k=3")
+      yield* cache.set("k", "k=3") // misses L2: the key is dirty there
+      down = false
+
+      yield* Deferred.succeed(slowServer, undefined)
+      yield* Fiber.join(slow) // k=2 lands in L2 and succeeds: it started before the mark, so the mark stays
+      yield* l1.invalidateAll
+      expect(yield* cache.get("k")).toBe("k=3") // not L2's k=2: dirty there, then repaired from the store
+      expect(yield* cache.getMany(["k"])).toStrictEqual(new Map([["k", "k=3"]]))
+    }))
+})

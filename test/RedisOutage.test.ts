@@ -349,7 +349,7 @@ describe("Redis outage", () => {
       yield* scenario("redis-frozen", { url: server.url, outage: server.freeze, restore: server.thaw })
     }), 30_000)
 
-  it.scopedLive("a write skipped while the breaker's probe is in flight is not forgotten when the probe succeeds", () =>
+  it.scopedLive("a save racing the breaker's probe on a frozen Redis: the next read after both is the newer", () =>
     Effect.gen(function*() {
       const server = yield* freezableRedis
       // A wide window: an L2 call may wait a second for the frozen server, the breaker opens at one failure.
@@ -386,15 +386,12 @@ describe("Redis outage", () => {
           if (!probing) yield* Effect.sleep("2 millis")
         }
         expect(probing, "v2's L2 write claimed the probe").toBe(true)
-        // v3 comes while the probe is in flight: its L2 write is skipped (L2 does not get v3).
-        const skips = (yield* repo.metrics.stats).skips
+        // v3 comes while the probe is in flight. Saves of one task run one at a time, so it waits for v2 to have
+        // reached every tier (the dirty-mark race of two writes of one key in flight at once is covered by
+        // test/MultiLevelCache.test.ts).
         const third = yield* Effect.fork(write("v3"))
-        let skipped = false
-        for (let i = 0; i < 250 && !skipped; i++) {
-          skipped = (yield* repo.metrics.stats).skips > skips
-          if (!skipped) yield* Effect.sleep("2 millis")
-        }
-        expect(skipped, "v3's L2 write was skipped").toBe(true)
+        yield* Effect.sleep("20 millis")
+        expect(Option.isNone(yield* third.poll), "v3 waits for v2").toBe(true)
 
         // The server answers again within the probe's second: the probe (v2) succeeds.
         yield* server.thaw

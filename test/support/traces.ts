@@ -1,12 +1,27 @@
 /**
  * Readers for the cache traces in ../shared/traces (see its README for the formats).
  */
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { gunzipSync } from "node:zlib"
 
-/** The traces folder, relative to the repository: `../shared/traces`. */
-export const tracesDir = fileURLToPath(new URL("../../../shared/traces/", import.meta.url))
+/**
+ * The traces folder: `RMS_TRACES_DIR` if set, else `../shared/traces` beside the repository, else the shared
+ * folder of the development machines (a clone elsewhere, such as CI's, still finds it there).
+ */
+export const tracesDir = ((): string => {
+  const candidates = [
+    process.env.RMS_TRACES_DIR,
+    fileURLToPath(new URL("../../../shared/traces/", import.meta.url)),
+    "/work/shared/traces/"
+  ].filter((dir): dir is string => dir !== undefined && dir !== "")
+  const found = candidates.find((dir) => existsSync(join(dir, "oltp.arc.gz")))
+  if (found === undefined) {
+    throw new Error(`cache traces not found; set RMS_TRACES_DIR (looked in ${candidates.join(", ")})`)
+  }
+  return found.endsWith("/") ? found : `${found}/`
+})()
 
 /** Every key of an ARC-format trace (`start count ignore reqno` expands to `start … start+count-1`). */
 export const readArcTrace = (file: string): Int32Array => {
