@@ -88,9 +88,15 @@ export const repositoryLayer = (schema: string, namespace: string) => {
   const parts = Layer.mergeAll(
     TaskStore.layer({ schema }),
     LruCache.layer(TaskRepository.TaskL1, { capacity: 10_000, timeToLive: "5 minutes", name: "bench-tasks-l1" }),
-    RedisCache.layer(TaskRepository.TaskL2, { namespace, schema: Task, timeToLive: "1 hour", name: "bench-tasks-l2" })
+    RedisCache.layer(TaskRepository.TaskL2, {
+      namespace,
+      schema: Task,
+      timeToLive: "1 hour",
+      version: (task) => task.version,
+      name: "bench-tasks-l2"
+    })
   )
-  return Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make()).pipe(
+  return Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make({ l2Versioned: true })).pipe(
     Layer.provideMerge(parts),
     Layer.provideMerge(clientsWithCleanup(schema, namespace))
   )

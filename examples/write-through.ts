@@ -28,7 +28,6 @@ const program = Effect.gen(function*() {
         ? Effect.fail(new Rejected({ reason: "empty notes are not allowed" }))
         : Effect.sync(() => (database.set(note.key, note), note)),
     remove: (key: string) => Effect.sync(() => void database.delete(key)),
-    keyOf: (note: Note) => note.key,
     keyOfInput: (note: Note) => note.key
   })
 

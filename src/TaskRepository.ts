@@ -96,6 +96,8 @@ export class TaskRepository extends Context.Tag("@rms/cache/TaskRepository")<Tas
 export interface Options {
   /** The longest an L2 call may take before the repository skips L2 for that call. Default: 250 ms. */
   readonly l2Timeout?: Duration.DurationInput
+  /** Whether the L2 in context keeps the newest version of a task whatever the order of writes. Default: false. */
+  readonly l2Versioned?: boolean
   /** After this many consecutive failed L2 calls, L2 is skipped for `l2BreakerCooldown`. Default: 5. */
   readonly l2BreakerFailures?: number
   /** How long L2 is skipped once the breaker opens, before one call probes it. Default: 5 seconds. */
@@ -131,6 +133,7 @@ export const make = (
       tiers: [l1, {
         cache: l2,
         timeout: options.l2Timeout ?? "250 millis",
+        versioned: options.l2Versioned ?? false,
         breaker: { failures: options.l2BreakerFailures ?? 5, cooldown: options.l2BreakerCooldown ?? "5 seconds" }
       }],
       load: (ids) =>
@@ -147,7 +150,6 @@ export const make = (
           // Not in the store: make sure no tier still serves it either.
           Effect.tapError((error) => error._tag === "TaskNotFound" ? Effect.ignore(cache.invalidate(id)) : Effect.void)
         ),
-      keyOf: (task: Task) => task.id,
       keyOfInput: (input: TaskInput) => input.id,
       isUnknownOutcome: isUnknownStoreOutcome
     })
@@ -242,13 +244,15 @@ export type Settings = Config.Config.Success<typeof config>
 
 /**
  * The repository and its store over the `SqlClient` in context, with the L1 from `config` and the L2 that
- * `l2` builds from the same settings. The other layers are this one with a particular L2.
+ * `l2` builds from the same settings (`versioned: true` when it keeps the newest version of a task whatever the
+ * order of writes, as `l2Redis` does). The other layers are this one with a particular L2.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerWithL2 = <E, R>(
-  l2: (settings: Settings) => Layer.Layer<TaskL2 | TaskInvalidations, E, R> | Layer.Layer<TaskL2, E, R>
+  l2: (settings: Settings) => Layer.Layer<TaskL2 | TaskInvalidations, E, R> | Layer.Layer<TaskL2, E, R>,
+  options: { readonly versioned?: boolean } = {}
 ): Layer.Layer<
   TaskRepository | TaskStore.TaskStore,
   E | StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException,
@@ -260,6 +264,7 @@ export const layerWithL2 = <E, R>(
         TaskRepository,
         make({
           l2Timeout: settings.l2Timeout,
+          l2Versioned: options.versioned ?? false,
           l2BreakerFailures: settings.l2BreakerFailures,
           l2BreakerCooldown: settings.l2BreakerCooldown
         })
@@ -326,7 +331,7 @@ export const l2Memory = (settings: Settings): Layer.Layer<TaskL2, Cause.IllegalA
  * @since 0.1.0
  * @category layers
  */
-export const layerFromClients = layerWithL2(l2Redis)
+export const layerFromClients = layerWithL2(l2Redis, { versioned: true })
 
 /**
  * The repository (and its store) on real services: Postgres at `DATABASE_URL` and Redis at `REDIS_URL`, tiers

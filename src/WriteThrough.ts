@@ -9,6 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { Cache } from "./Cache.js"
+import type { MultiLevelCache } from "./MultiLevelCache.js"
 
 /**
  * The store operations a write-through cache wraps.
@@ -23,8 +24,6 @@ export interface Options<K, V, I, E1, E2, R1, R2> {
   readonly save: (input: I) => Effect.Effect<V, E1, R1>
   /** Deletes `key` from the store. */
   readonly remove: (key: K) => Effect.Effect<void, E2, R2>
-  /** The key of a stored value. */
-  readonly keyOf: (value: V) => K
   /** The key an input will be stored under. */
   readonly keyOfInput: (input: I) => K
   /**
@@ -57,8 +56,9 @@ export interface WriteThrough<K, V, I, E1, E2, R1, R2> {
  * - Once the store has answered, updating the cache runs to the end even if the caller is interrupted, and a
  *   failing cache write never fails the operation: the store is the source of truth (if setting the value
  *   fails, the key is invalidated instead).
- * - Writes of one key run one at a time (store, then cache), so the cache receives them in the order the store
- *   applied them: two concurrent saves of a key cannot leave the older one in the cache.
+ * - With a `MultiLevelCache`, each write is registered before the store write begins: if another write or
+ *   invalidation of the key (from this instance or another) comes before this one reaches the cache, this
+ *   one's value does not go into the nearest tier, so concurrent writers cannot leave an older value there.
  *
  * @since 0.1.0
  * @category constructors
@@ -66,67 +66,58 @@ export interface WriteThrough<K, V, I, E1, E2, R1, R2> {
 export const make = <K, V, I, E1, E2, R1, R2>(
   options: Options<K, V, I, E1, E2, R1, R2>
 ): WriteThrough<K, V, I, E1, E2, R1, R2> => {
-  const { cache, keyOf } = options
-  const invalidate = (key: K) => Effect.ignore(cache.invalidate(key))
+  const { cache } = options
   const isUnknownOutcome = options.isUnknownOutcome ?? (() => false)
   /** Whether the store may have been changed although it did not say so. */
   const maybeWritten = (exit: Exit.Exit<unknown, E1 | E2>): boolean =>
     Exit.isInterrupted(exit) ||
     (Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), isUnknownOutcome))
-  const store = (value: V) => cache.set(keyOf(value), value).pipe(Effect.catchAll(() => invalidate(keyOf(value))))
-  const oneAtATime = makeKeyedLock<K>()
+  const tracked = isMultiLevel(cache) ? cache : undefined
+
+  /** Runs a store write of `key` and brings the cache in step with its outcome (`stored` of its value). */
+  const write = <A, E, R>(
+    key: K,
+    storeWrite: Effect.Effect<A, E, R>,
+    stored: (exit: Exit.Exit<A, E>) => Option.Option<Option.Option<V>>
+  ): Effect.Effect<A, E, R> => {
+    // `stored(exit)`: None → the store did not change; Some(None) → invalidate; Some(Some(v)) → store v.
+    if (tracked === undefined) {
+      return Effect.uninterruptibleMask((restore) =>
+        restore(storeWrite).pipe(Effect.onExit((exit) =>
+          Option.match(stored(exit), {
+            onNone: () => Effect.void,
+            onSome: Option.match({
+              onNone: () => Effect.ignore(cache.invalidate(key)),
+              onSome: (value) => cache.set(key, value).pipe(Effect.catchAll(() => Effect.ignore(cache.invalidate(key))))
+            })
+          })
+        ))
+      )
+    }
+    return Effect.acquireUseRelease(
+      tracked.beginWrite(key),
+      () => storeWrite,
+      (pending, exit) =>
+        Option.match(stored(exit), {
+          onNone: () => tracked.cancelWrite(pending),
+          onSome: (value) => tracked.completeWrite(pending, value)
+        })
+    )
+  }
 
   return {
     save: (input) =>
-      oneAtATime(options.keyOfInput(input), (restore) =>
-        restore(options.save(input)).pipe(
-          Effect.onExit((exit) => {
-            if (Exit.isSuccess(exit)) return store(exit.value)
-            // Interrupted mid-write, or an unknown outcome: the store may or may not have the new value, so the
-            // cache must not keep the old one.
-            return maybeWritten(exit) ? invalidate(options.keyOfInput(input)) : Effect.void
-          })
-        )
-      ),
+      write(options.keyOfInput(input), options.save(input), (exit) => {
+        if (Exit.isSuccess(exit)) return Option.some(Option.some(exit.value))
+        // Interrupted mid-write, or an unknown outcome: the store may or may not have the new value, so the
+        // cache must not keep the old one.
+        return maybeWritten(exit) ? Option.some(Option.none()) : Option.none()
+      }),
     delete: (key) =>
-      oneAtATime(key, (restore) =>
-        restore(options.remove(key)).pipe(
-          Effect.onExit((exit) => (Exit.isSuccess(exit) || maybeWritten(exit) ? invalidate(key) : Effect.void))
-        )
-      )
+      write(key, options.remove(key), (exit) =>
+        Exit.isSuccess(exit) || maybeWritten(exit) ? Option.some(Option.none()) : Option.none())
   }
 }
 
-/** Mutable by design: one lock per key while it is used, forgotten when its last user leaves. */
-interface KeyLock {
-  readonly semaphore: Effect.Semaphore
-  users: number
-}
-
-/**
- * Runs effects one at a time per key. The effect runs uninterruptibly once it holds the lock, except what it
- * passes to `restore`; waiting for the lock can be interrupted.
- */
-const makeKeyedLock = <K>() => {
-  const locks = new Map<K, KeyLock>()
-  return <A, E, R>(
-    key: K,
-    f: (restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>) => Effect.Effect<A, E, R>
-  ): Effect.Effect<A, E, R> =>
-    Effect.acquireUseRelease(
-      Effect.sync(() => {
-        let lock = locks.get(key)
-        if (lock === undefined) {
-          lock = { semaphore: Effect.unsafeMakeSemaphore(1), users: 0 }
-          locks.set(key, lock)
-        }
-        lock.users++
-        return lock
-      }),
-      (lock) => lock.semaphore.withPermits(1)(Effect.uninterruptibleMask(f)),
-      (lock) =>
-        Effect.sync(() => {
-          if (--lock.users === 0 && locks.get(key) === lock) locks.delete(key)
-        })
-    )
-}
+const isMultiLevel = <K, V>(cache: Cache<K, V, unknown>): cache is MultiLevelCache<K, V, unknown> =>
+  "beginWrite" in cache && "completeWrite" in cache && "cancelWrite" in cache

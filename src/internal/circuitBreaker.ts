@@ -36,6 +36,11 @@ export class CircuitBreaker {
     return wasOpen
   }
 
+  /** Gives back a probe that ended neither in success nor failure (it was interrupted): the next call probes. */
+  release(): void {
+    this.probing = false
+  }
+
   /** Records a failure at `now`; the threshold-th consecutive one (or a failed probe) opens the breaker. */
   failure(now: number): void {
     this.failures++

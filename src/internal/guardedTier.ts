@@ -1,6 +1,6 @@
 /**
  * One tier of a `MultiLevelCache`, called fail-open: a bounded call, a circuit breaker, and the keys whose
- * writes did not reach the tier ("dirty" keys), invalidated there once it answers again.
+ * writes did not reach the tier ("dirty" keys), repaired there once it answers again.
  *
  * @internal
  */
@@ -8,6 +8,7 @@ import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
 import type { Cache } from "../Cache.js"
 import type { CacheMetrics } from "../CacheMetrics.js"
@@ -16,24 +17,39 @@ import { CircuitBreaker } from "./circuitBreaker.js"
 /** The most dirty keys remembered one by one; past it, the whole tier is invalidated on recovery. */
 const maxDirtyKeys = 10_000
 
+/** The most dirty keys repaired in one go (one load, one write). */
+const repairBatch = 1_000
+
+/**
+ * What a repair needs from the cache above the tier: the current values of some keys, read from the store,
+ * and whether each key is still current (not written or invalidated since the read began). `done` ends the
+ * watch on the keys.
+ */
+export interface Refresh<K, V> {
+  readonly current: ReadonlyMap<K, V>
+  readonly isCurrent: (key: K) => boolean
+  readonly done: () => void
+}
+
 /**
  * Mutable by design: the breaker and the dirty keys change with every call.
  *
  * A failed or skipped write leaves the tier holding what it held before, which may be older than the store:
  * the key is remembered as dirty. Dirty keys are misses on reads from this tier, and when a call succeeds
- * again they are repaired in the background (then forgotten): `repair` stores their current values, read
- * from the store — or, without one, they are invalidated. A successful write of a key forgets it too —
- * but only a write that started after the key was marked: an earlier write still in flight (a breaker's probe
- * on a slow tier) carries an older value. Back-fills are not writes in this sense: one that misses the tier
- * leaves it holding whatever it held, which no write of this instance made stale.
+ * again they are repaired in the background: `refresh` reads their current values from the store, which are
+ * stored in the tier (and the keys the store no longer has are invalidated there); then they are forgotten.
+ * A successful write of a key forgets it too — but only a write whose value is known to be at least as new
+ * as the one that was missed. The cache above the tier orders its writes with ticks: a write is "as of" the
+ * tick at which it detached its keys (after the store applied it), a back-fill as of the tick at which its
+ * entries were checked to be current, a repair as of the tick its store read began; a mark records the tick
+ * of the write that missed. A write that was overtaken by another has no tick (`undefined`): it never clears
+ * a mark. A back-fill that misses the tier marks nothing: it only carried what the store has.
  */
 export class GuardedTier<K, V> {
-  /** Each dirty key with the tick it was marked at. */
+  /** Each dirty key with the tick of the write that missed. */
   private readonly dirty = new Map<K, number>()
   /** When set, every key is dirty since that tick. */
   private dirtyAllSince: number | undefined = undefined
-  /** Ticks order marks and the starts of writes. */
-  private tick = 0
   private replaying = false
 
   constructor(
@@ -43,7 +59,10 @@ export class GuardedTier<K, V> {
     private readonly clock: Clock.Clock,
     private readonly metrics: CacheMetrics,
     private readonly scope: Scope.Scope,
-    private readonly repair?: (keys: ReadonlyArray<K>) => Effect.Effect<void, unknown>
+    private readonly refresh: (keys: ReadonlyArray<K>) => Effect.Effect<Refresh<K, V>, unknown>,
+    private readonly onRepaired: (keys: ReadonlyArray<K>) => Effect.Effect<void>,
+    /** The next tick of the cache above: ticks order its writes, back-fills and repairs (see above). */
+    private readonly nextTick: () => number
   ) {}
 
   /** Whether some keys of this tier may be stale. */
@@ -51,112 +70,183 @@ export class GuardedTier<K, V> {
     return this.dirtyAllSince !== undefined || this.dirty.size > 0
   }
 
-  /** Runs a read; a failure, a timeout or an open breaker yields `fallback`. */
-  read<A>(call: Effect.Effect<A, unknown>, fallback: A): Effect.Effect<A> {
-    return this.attempt(call, fallback, undefined)
+  /** Whether `key` may be stale in this tier. */
+  isDirtyKey(key: K): boolean {
+    return this.dirtyAllSince !== undefined || this.dirty.has(key)
   }
 
-  /** `getMany` on the tier, with its dirty keys left out (their values may be stale). */
+  /** Runs a read; a failure, a timeout or an open breaker yields `fallback`. */
+  read<A>(call: Effect.Effect<A, unknown>, fallback: A): Effect.Effect<A> {
+    return this.attempt(call, fallback, undefined, undefined, true, true)
+  }
+
+  /**
+   * `getMany` on the tier, with its dirty keys left out (their values may be stale): the keys dirty when the
+   * read began as well as those dirty when it ended — a repair finishing meanwhile does not make what the read
+   * saw before it current.
+   */
   readMany(keys: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>> {
-    return Effect.map(this.read(this.cache.getMany(keys), new Map<K, V>()), (found) => {
-      if (!this.isDirty || found.size === 0) return found
-      if (this.dirtyAllSince !== undefined) return new Map<K, V>()
-      const clean = new Map(found)
-      for (const key of this.dirty.keys()) clean.delete(key)
-      return clean
+    return Effect.suspend(() => {
+      const allDirtyAtStart = this.dirtyAllSince !== undefined
+      const dirtyAtStart = allDirtyAtStart || this.dirty.size === 0
+        ? undefined
+        : new Set(keys.filter((key) => this.dirty.has(key)))
+      return Effect.map(this.read(this.cache.getMany(keys), new Map<K, V>()), (found) => {
+        if (found.size === 0) return found
+        if (allDirtyAtStart || this.dirtyAllSince !== undefined) return new Map<K, V>()
+        const stale = (key: K) => this.dirty.has(key) || (dirtyAtStart !== undefined && dirtyAtStart.has(key))
+        if (this.dirty.size === 0 && (dirtyAtStart === undefined || dirtyAtStart.size === 0)) return found
+        let clean: Map<K, V> | undefined
+        for (const key of found.keys()) {
+          if (!stale(key)) continue
+          clean ??= new Map(found)
+          clean.delete(key)
+        }
+        return clean ?? found
+      })
     })
   }
 
-  /** Runs a write of `keys` (`"all"` for `invalidateAll`); when it does not reach the tier, the keys turn dirty. */
-  write(keys: ReadonlyArray<K> | "all", call: Effect.Effect<void, unknown>): Effect.Effect<void> {
-    return this.attempt(call, undefined, keys)
+  /**
+   * Runs a write of `keys` (`"all"` for `invalidateAll`) as of tick `asOf` (`undefined` for an overtaken
+   * write); when it does not reach the tier, the keys turn dirty.
+   */
+  write(keys: ReadonlyArray<K> | "all", call: Effect.Effect<void, unknown>, asOf: number | undefined): Effect.Effect<void> {
+    return this.attempt(call, undefined, keys, asOf, true, true)
   }
 
-  /** Runs a back-fill of `keys`: its success clears their marks like a write's, its failure marks nothing. */
-  backfill(keys: ReadonlyArray<K>, call: Effect.Effect<void, unknown>): Effect.Effect<void> {
-    return this.attempt(call, undefined, keys, false)
+  /** Runs a back-fill of `keys` as of tick `asOf`: its success clears older marks, its failure marks nothing. */
+  backfill(keys: ReadonlyArray<K>, call: Effect.Effect<void, unknown>, asOf: number): Effect.Effect<void> {
+    return this.attempt(call, undefined, keys, asOf, false, true)
   }
 
+  /**
+   * The guarded call. The timeout applies to the call itself, made interruptible, so that it holds even inside
+   * an uninterruptible region (a write-through's cache update); replays run without it (`bounded: false`):
+   * they are background work, bounded by the backend's own command timeout.
+   */
   private attempt<A>(
     call: Effect.Effect<A, unknown>,
     fallback: A,
     writes: ReadonlyArray<K> | "all" | undefined,
-    failureMarksDirty = true
-  ) {
+    asOf: number | undefined,
+    failureMarksDirty: boolean,
+    bounded: boolean
+  ): Effect.Effect<A> {
     return Effect.suspend(() => {
-      const startedAt = ++this.tick
       const breaker = this.breaker
       if (breaker !== undefined && !breaker.allow(this.clock.unsafeCurrentTimeMillis())) {
         this.metrics.unsafeSkip()
-        if (failureMarksDirty) this.markDirty(writes)
+        if (failureMarksDirty) this.markDirty(writes, asOf)
         return Effect.succeed(fallback)
       }
-      const bounded = this.timeout === undefined ? call : Effect.timeoutFail(call, {
-        duration: this.timeout,
-        onTimeout: () =>
-          new Cause.TimeoutException(`tier "${this.cache.name}" took longer than ${Duration.format(this.timeout!)}`)
+      const timeout = bounded ? this.timeout : undefined
+      const guarded = timeout === undefined ? call : Effect.timeoutFail(Effect.interruptible(call), {
+        duration: timeout,
+        onTimeout: () => new Cause.TimeoutException(`tier "${this.cache.name}" took longer than ${Duration.format(timeout)}`)
       })
-      return Effect.matchEffect(bounded, {
+      return Effect.matchEffect(guarded, {
         onFailure: () =>
           Effect.sync(() => {
             this.metrics.unsafeError()
             breaker?.failure(this.clock.unsafeCurrentTimeMillis())
-            if (failureMarksDirty) this.markDirty(writes)
+            if (failureMarksDirty) this.markDirty(writes, asOf)
             return fallback
           }),
         onSuccess: (value) => {
           breaker?.success()
-          this.markClean(writes, startedAt)
+          if (asOf !== undefined) this.markClean(writes, asOf)
           return this.isDirty && !this.replaying ? Effect.as(this.replay, value) : Effect.succeed(value)
         }
-      })
+      }).pipe(
+        // An interrupted (or dying) call says nothing about the tier: give the probe back, mark the write.
+        Effect.onExit((exit) =>
+          Exit.isFailure(exit)
+            ? Effect.sync(() => {
+              breaker?.release()
+              if (failureMarksDirty) this.markDirty(writes, asOf)
+            })
+            : Effect.void
+        )
+      )
     })
   }
 
-  private markDirty(writes: ReadonlyArray<K> | "all" | undefined): void {
+  /** Marks `writes` dirty as of the tick of the write that missed (a fresh tick for an overtaken one). */
+  private markDirty(writes: ReadonlyArray<K> | "all" | undefined, asOf: number | undefined): void {
     if (writes === undefined) return
-    const now = ++this.tick
+    const mark = asOf ?? this.nextTick()
     if (writes === "all" || this.dirtyAllSince !== undefined || this.dirty.size + writes.length > maxDirtyKeys) {
-      this.dirtyAllSince = now
+      this.dirtyAllSince = Math.max(mark, this.dirtyAllSince ?? mark)
       this.dirty.clear()
       return
     }
-    for (const key of writes) this.dirty.set(key, now)
+    for (const key of writes) this.dirty.set(key, Math.max(mark, this.dirty.get(key) ?? mark))
   }
 
-  /** Forgets the marks that `writes`, started at tick `startedAt`, has made obsolete. */
-  private markClean(writes: ReadonlyArray<K> | "all" | undefined, startedAt: number): void {
+  /** Forgets the marks that `writes`, as of tick `asOf`, has made obsolete: those of older writes. */
+  private markClean(writes: ReadonlyArray<K> | "all" | undefined, asOf: number): void {
     if (writes === undefined || !this.isDirty) return
     if (writes === "all") {
-      if (this.dirtyAllSince !== undefined && this.dirtyAllSince < startedAt) this.dirtyAllSince = undefined
-      for (const [key, markedAt] of this.dirty) if (markedAt < startedAt) this.dirty.delete(key)
+      if (this.dirtyAllSince !== undefined && this.dirtyAllSince < asOf) this.dirtyAllSince = undefined
+      for (const [key, markedAt] of this.dirty) if (markedAt < asOf) this.dirty.delete(key)
     } else if (this.dirtyAllSince === undefined) {
       for (const key of writes) {
         const markedAt = this.dirty.get(key)
-        if (markedAt !== undefined && markedAt < startedAt) this.dirty.delete(key)
+        if (markedAt !== undefined && markedAt < asOf) this.dirty.delete(key)
       }
     }
   }
 
-  /** Invalidates the dirty keys in the background, one batch at a time, until none is left or a call fails. */
-  private get replay(): Effect.Effect<void> {
-    const once: Effect.Effect<boolean> = Effect.suspend(() => {
+  /** Repairs one batch of dirty keys; `true` when every key of it is clean afterwards. */
+  private get repairOnce(): Effect.Effect<boolean> {
+    return Effect.suspend(() => {
       if (this.dirtyAllSince !== undefined) {
-        return Effect.map(this.write("all", this.cache.invalidateAll), () => this.dirtyAllSince === undefined)
+        return Effect.map(
+          this.attempt(this.cache.invalidateAll, undefined, "all", this.nextTick(), true, false),
+          () => this.dirtyAllSince === undefined
+        )
       }
-      const keys = Array.from(this.dirty.keys()).slice(0, 1000)
+      const keys = Array.from(this.dirty.keys()).slice(0, repairBatch)
       if (keys.length === 0) return Effect.succeed(true)
-      const repaired = this.repair === undefined
-        ? Effect.forEach(keys, (key) => this.write([key], this.cache.invalidate(key)), { concurrency: 16, discard: true })
-        : this.write(keys, this.repair(keys))
-      return Effect.map(repaired, () => keys.every((key) => !this.dirty.has(key)))
+      // The store is read outside the tier's guard: its failure is not the tier's. The repair is as of the
+      // tick before the read: what it stores is at least as new as every write detached before it.
+      const asOf = this.nextTick()
+      return Effect.acquireUseRelease(
+        this.refresh(keys),
+        ({ current, isCurrent }) => {
+          // A key written or invalidated since the read began has a newer value than this one: leave it dirty.
+          const keep = keys.filter(isCurrent)
+          const present = keep.flatMap((key) => (current.has(key) ? [[key, current.get(key)!] as const] : []))
+          const gone = keep.filter((key) => !current.has(key))
+          const store = Effect.zipRight(
+            present.length === 0 ? Effect.void : this.cache.setMany(present),
+            Effect.forEach(gone, (key) => this.cache.invalidate(key), { discard: true })
+          )
+          return Effect.zipRight(
+            this.attempt(store, undefined, keep, asOf, true, false),
+            Effect.suspend(() => {
+              const repaired = keep.filter((key) => !this.dirty.has(key))
+              return Effect.as(repaired.length === 0 ? Effect.void : this.onRepaired(repaired), repaired.length === keys.length)
+            })
+          )
+        },
+        ({ done }) => Effect.sync(done)
+      ).pipe(Effect.orElseSucceed(() => false))
     })
-    const loop: Effect.Effect<void> = Effect.flatMap(once, (progressed) =>
+  }
+
+  /** Repairs the dirty keys in the background, batch after batch, until none is left or a batch fails. */
+  private get replay(): Effect.Effect<void> {
+    const loop: Effect.Effect<void> = Effect.flatMap(this.repairOnce, (progressed) =>
       progressed && this.isDirty ? loop : Effect.void)
     return Effect.suspend(() => {
       this.replaying = true
       return loop.pipe(
+        Effect.catchAllCause((cause) => Effect.logWarning("repairing a tier failed", cause)),
         Effect.ensuring(Effect.sync(() => (this.replaying = false))),
+        // Forked from a write's cache update, which is uninterruptible: the repair itself must not be.
+        Effect.interruptible,
         Effect.forkIn(this.scope),
         Effect.asVoid
       )
@@ -166,8 +256,7 @@ export class GuardedTier<K, V> {
 
 /** Builds the breaker described by a tier's options, if any. */
 export const makeBreaker = (
-  options: { readonly failures?: number; readonly cooldown?: Duration.DurationInput } | undefined
+  options: { readonly failures?: number; readonly cooldown?: Duration.DurationInput } | undefined,
+  cooldownMillis: number
 ): CircuitBreaker | undefined =>
-  options === undefined
-    ? undefined
-    : new CircuitBreaker(Math.max(1, options.failures ?? 5), Duration.toMillis(options.cooldown ?? "5 seconds"))
+  options === undefined ? undefined : new CircuitBreaker(Math.max(1, options.failures ?? 5), cooldownMillis)
