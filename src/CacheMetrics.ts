@@ -38,18 +38,23 @@ export interface Labels {
  * @category models
  */
 export interface CacheStats {
+  /** Reads answered by this cache. */
   readonly hits: number
+  /** Reads it could not answer (including expired entries). */
   readonly misses: number
   /** `hits / (hits + misses)`, or 0 before the first read. */
   readonly hitRatio: number
+  /** Entries written. */
   readonly sets: number
   /** Entries pushed out to make room (capacity), not counting expirations. */
   readonly evictions: number
   /** Entries removed because their time-to-live passed. */
   readonly expirations: number
+  /** Entries removed by `invalidate` / `invalidateAll`. */
   readonly invalidations: number
   /** Loads that ran (each singleflight execution counts once). */
   readonly loads: number
+  /** Loads that failed (they count in `loads` too). */
   readonly loadFailures: number
   /** Calls that joined a load already in flight instead of starting their own. */
   readonly sharedLoads: number
@@ -59,6 +64,7 @@ export interface CacheStats {
   readonly errors: number
   /** Tier calls not made at all because the tier's circuit breaker was open. */
   readonly skips: number
+  /** The entries the tier held at its last write or removal. */
   readonly size: number
 }
 
@@ -72,14 +78,21 @@ export interface CacheStats {
  * @category models
  */
 export interface CacheMetrics {
+  /** The cache and tier its metrics are tagged with. */
   readonly labels: Labels
   /** Whether this recorder writes anything (false for `CacheMetrics.disabled`). */
   readonly enabled: boolean
+  /** Reads answered (default 1). */
   unsafeHit(count?: number): void
+  /** Reads not answered (default 1). */
   unsafeMiss(count?: number): void
+  /** Entries written (default 1). */
   unsafeSet(count?: number): void
+  /** Entries pushed out to make room (default 1). */
   unsafeEviction(count?: number): void
+  /** Entries removed because they expired (default 1). */
   unsafeExpiration(count?: number): void
+  /** Entries invalidated (default 1). */
   unsafeInvalidation(count?: number): void
   /** A load finished successfully after `millis`. */
   unsafeLoad(millis: number): void
@@ -315,7 +328,8 @@ const noop = (): void => {}
 
 /**
  * Builds the recorder for one cache and registers its metrics. Recorders for the same labels share the same
- * registry entries, so two caches given one name add up.
+ * registry entries, so the counters of two caches given one name add up (the `cache_size` gauge, though, holds
+ * whichever cache wrote it last: give caches distinct names).
  *
  * @since 0.1.0
  * @category constructors

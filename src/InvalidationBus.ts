@@ -6,10 +6,10 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
 import * as Metric from "effect/Metric"
 import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
-import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import { escapeKeyPart } from "./RedisCache.js"
@@ -71,6 +71,7 @@ export interface InvalidationBus<in out K> {
   publish(keys: ReadonlyArray<K>): Effect.Effect<void>
   /** Calls `listener` for every message from another instance, until the scope closes. */
   listen(listener: Listener<K>): Effect.Effect<void, never, Scope.Scope>
+  /** Counts of this instance's messages and gaps since the bus started. */
   readonly stats: Effect.Effect<Stats>
 }
 
@@ -134,7 +135,8 @@ export const make = <K>(
 ): Effect.Effect<InvalidationBus<K>, RedisConnectionError, RedisClient | Scope.Scope> =>
   Effect.gen(function*() {
     const redis = yield* RedisClient
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    // Listener work runs in fibers of this scope: closing it interrupts whatever a message started.
+    const runFork = yield* FiberSet.makeRuntime<never, void, never>()
     const instanceId = Crypto.randomUUID()
     const channel = `${escapeKeyPart(options.namespace)}:invalidations`
     const encodeKey: (key: K) => string = options.encodeKey ?? String
@@ -186,14 +188,24 @@ export const make = <K>(
       catch: (cause) => new RedisConnectionError({ address: redis.address, cause })
     })
     // Every "ready" from now on follows a lost connection, which may have missed messages: once subscribed
-    // again, everything local is dropped. A failed resubscription is retried at the next "ready".
-    subscriber.on("ready", () => {
-      subscriber.subscribe(channel).then(gap, () => {})
+    // again, everything local is dropped. A resubscription that fails is tried again every `retryInterval`.
+    let subscribed = true
+    subscriber.on("close", () => {
+      subscribed = false
     })
+    const resubscribe = () =>
+      subscriber.subscribe(channel).then(() => {
+        if (subscribed) return
+        subscribed = true
+        gap()
+      }, () => {})
+    subscriber.on("ready", resubscribe)
 
     /** Sends one message; on failure its keys are kept for later. */
     const send = (message: Message, keys: ReadonlyArray<string>): Effect.Effect<void> =>
       Effect.tryPromise(() => redis.client.publish(channel, JSON.stringify(message))).pipe(
+        // Interruptible: a write publishes from its exit, which is not, and the timeout must still hold.
+        Effect.interruptible,
         Effect.timeout(publishTimeout),
         Effect.matchEffect({
           onFailure: () =>
@@ -223,8 +235,13 @@ export const make = <K>(
     })
 
     yield* Effect.sleep(options.retryInterval ?? "1 second").pipe(
+      Effect.andThen(Effect.sync(() => {
+        if (!subscribed && subscriber.status === "ready") void resubscribe()
+      })),
       Effect.andThen(flushPending),
+      Effect.catchAllCause((cause) => Effect.logWarning("invalidation bus: retry failed", cause)),
       Effect.forever,
+      Effect.annotateLogs({ channel }),
       Effect.interruptible,
       Effect.forkScoped
     )

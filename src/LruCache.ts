@@ -50,10 +50,17 @@ export const make = <K, V>(options: Options): Effect.Effect<Cache<K, V>, Cause.I
     const clock = yield* Effect.clock
     const labels = { cache: name, tier: "lru" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
-    const entries = new LruMap<K, MemoryTier.Entry<V>>(capacity, (_key, entry) => {
-      if (MemoryTier.isExpired(entry, clock.unsafeCurrentTimeMillis())) metrics.unsafeExpiration()
-      else metrics.unsafeEviction()
-    })
+    // Without metrics there is nothing to tell on eviction: no callback at all.
+    const entries = new LruMap<K, MemoryTier.Entry<V>>(
+      capacity,
+      metrics.enabled
+        ? (_key, entry) => {
+          const expired = entry.expiresAt !== Infinity && MemoryTier.isExpired(entry, clock.unsafeCurrentTimeMillis())
+          if (expired) metrics.unsafeExpiration()
+          else metrics.unsafeEviction()
+        }
+        : undefined
+    )
     return MemoryTier.make({ name, entries, defaultTimeToLive, clock, metrics })
   })
 

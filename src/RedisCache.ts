@@ -18,6 +18,7 @@ import type { Cache, SetOptions } from "./Cache.js"
 import { CacheError, CacheMiss } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
 import { entryTimeToLive, validateTimeToLive } from "./internal/options.js"
+import { hasLoneSurrogate, loneSurrogate } from "./internal/text.js"
 import { defineSetIfNewer, deleteIfUnchangedLua, setIfNewer, tombstone, versionedJson } from "./internal/redisLayout.js"
 import { RedisClient } from "./RedisClient.js"
 
@@ -64,7 +65,6 @@ export type Options<K, V, I> =
       readonly encodeKey: (key: K) => string
     })
 
-const loneSurrogate = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 const loneSurrogates = new RegExp(loneSurrogate.source, "g")
 
 /**
@@ -76,11 +76,15 @@ const loneSurrogates = new RegExp(loneSurrogate.source, "g")
  * @category keys
  */
 export const escapeKeyPart = (part: string): string => {
+  // Most keys have nothing to escape: one scan, no copies.
+  if (!needsEscape.test(part)) return part
   const escaped = part.replace(/%/g, "%25").replace(/:/g, "%3A")
-  return loneSurrogate.test(escaped)
+  return hasLoneSurrogate(escaped)
     ? escaped.replace(loneSurrogates, (s) => `%u${s.charCodeAt(0).toString(16).toUpperCase()}`)
     : escaped
 }
+
+const needsEscape = /[%:\ud800-\udfff]/
 
 /**
  * The Redis key of `key` in `namespace`: `escape(namespace):escape(key)`.
@@ -188,9 +192,11 @@ export const make = <K, V, I>(
     /** The stored form of a value, or the reason it cannot be stored. */
     const storedForm = (value: V): Either.Either<string, unknown> =>
       Either.flatMap(encode(value), (json) => {
-        const bytes = Buffer.byteLength(json)
+        // The limit applies to what Redis holds (version prefix included), as on reads.
+        const stored = version === undefined ? json : `${version(value)}:${json}`
+        const bytes = Buffer.byteLength(stored)
         if (bytes > maxValueBytes) return Either.left(`a value of ${bytes} bytes exceeds maxValueBytes (${maxValueBytes})`)
-        return Either.right(version === undefined ? json : `${version(value)}:${json}`)
+        return Either.right(stored)
       })
 
     /** Queues the removal of a key: a tombstone in a versioned tier, a `DEL` otherwise. */
@@ -286,10 +292,16 @@ export const make = <K, V, I>(
           if (asked.length === 0) return found
           const redisKeys = asked.map(keyOf)
           const stored = yield* call("getMany", () => client.mgetBuffer(redisKeys))
+          const corrupt: Array<readonly [string, Buffer]> = []
           for (let i = 0; i < asked.length; i++) {
-            const value = yield* readOne(redisKeys[i]!, stored[i] ?? null)
-            if (Option.isSome(value)) found.set(asked[i]!, value.value)
+            const bytes = stored[i] ?? null
+            const parsed = parseStored(bytes)
+            if (parsed._tag === "Value") found.set(asked[i]!, parsed.value)
+            else if (parsed._tag === "Corrupt") corrupt.push([redisKeys[i]!, bytes!])
           }
+          metrics.unsafeHit(found.size)
+          metrics.unsafeMiss(asked.length - found.size)
+          if (corrupt.length > 0) yield* Effect.forEach(corrupt, ([k, bytes]) => discard(k, bytes), { discard: true })
           return found
         }),
       set: (key, value, setOptions) => setMany([[key, value]], setOptions),

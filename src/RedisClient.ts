@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
+import { settle } from "./internal/settle.js"
 import { Redis } from "ioredis"
 
 /**
@@ -25,6 +26,7 @@ import { Redis } from "ioredis"
 export class RedisConnectionError extends Data.TaggedError("RedisConnectionError")<{
   /** The server's address, without credentials. */
   readonly address: string
+  /** The failure reported by ioredis (or the timeout). */
   readonly cause: unknown
 }> {
   override get message(): string {
@@ -79,6 +81,8 @@ export interface Service {
  */
 export class RedisClient extends Context.Tag("@rms/cache/RedisClient")<RedisClient, Service>() {}
 
+const defaultUrl = "redis://127.0.0.1:6379"
+
 /** `redis://user:secret@host:6379/0` → `host:6379/0`. */
 const addressOf = (url: string): string => {
   try {
@@ -98,13 +102,14 @@ const connect = (
   overrides: { readonly autoResubscribe?: boolean } = {}
 ): Effect.Effect<Redis, RedisConnectionError, Scope.Scope> =>
   Effect.gen(function*() {
-    const url = options.url ?? "redis://127.0.0.1:6379"
+    const url = options.url ?? defaultUrl
     const address = addressOf(url)
     const connectTimeout = Duration.toMillis(options.connectTimeout ?? "2 seconds")
     const runtime = yield* Effect.runtime<never>()
     const log = Runtime.runFork(runtime)
 
     return yield* Effect.acquireRelease(
+      // Interruptible, so that the timeout below can end it: interrupting it disconnects the client.
       Effect.async<Redis, RedisConnectionError>((resume) => {
         const client = new Redis(url, {
           lazyConnect: true,
@@ -141,17 +146,14 @@ const connect = (
         )
         return Effect.sync(() => client.disconnect())
       }).pipe(
+        Effect.interruptible,
         Effect.timeoutFail({
           duration: connectTimeout + 100,
           onTimeout: () => new RedisConnectionError({ address, cause: `not ready within ${connectTimeout} ms` })
         })
       ),
-      (client) =>
-        Effect.promise(() => client.quit()).pipe(
-          Effect.timeout("1 second"),
-          Effect.ignore,
-          Effect.ensuring(Effect.sync(() => client.disconnect()))
-        )
+      // `QUIT` fails at once when the connection is down (no offline queue): then it is simply dropped.
+      (client) => Effect.ensuring(settle(() => client.quit()), Effect.sync(() => client.disconnect()))
     )
   })
 
@@ -164,7 +166,7 @@ const connect = (
 export const make = (options: Options = {}): Effect.Effect<Service, RedisConnectionError, Scope.Scope> =>
   Effect.map(connect(options), (client) => ({
     client,
-    address: addressOf(options.url ?? "redis://127.0.0.1:6379"),
+    address: addressOf(options.url ?? defaultUrl),
     duplicate: (overrides) => connect(options, overrides)
   }))
 
@@ -184,7 +186,7 @@ export const layer = (options: Options = {}): Layer.Layer<RedisClient, RedisConn
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  url: Config.string("REDIS_URL").pipe(Config.withDefault("redis://127.0.0.1:6379")),
+  url: Config.string("REDIS_URL").pipe(Config.withDefault(defaultUrl)),
   password: Config.option(Config.redacted("REDIS_PASSWORD"))
 }).pipe(
   Config.map(({ password, url }) => Option.match(password, { onNone: () => ({ url }), onSome: (p) => ({ url, password: p }) }))

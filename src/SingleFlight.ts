@@ -133,8 +133,9 @@ export const make = <K, A, E = never>(options: Options = {}): Effect.Effect<Sing
  * - A key already in a collecting or running batch is joined, not loaded again.
  * - Interrupting a caller only removes that caller; a batch is interrupted when every caller waiting on it has
  *   gone. When a batch ends, its keys leave the map.
- * - `invalidate(key)` detaches a key from its batch: later callers start a new load, and the running one sees
- *   `isCurrent(key) === false`, so it can skip storing a value that a write has replaced.
+ * - `invalidate(key)` detaches a key from a batch that has begun resolving: later callers start a new load,
+ *   and the running one sees `isCurrent(key) === false`, so it can skip storing a value that a write has
+ *   replaced. A batch still collecting has read nothing yet, so it keeps the key.
  *
  * @since 0.1.0
  * @category models
@@ -178,6 +179,8 @@ class Batch<K, A, E> {
   readonly keys: Array<K> = []
   readonly waiters = new Set<Waiter<K, A, E>>()
   fiber: Fiber.RuntimeFiber<void> | undefined = undefined
+  /** Whether `resolve` has begun: until then it has read nothing that a write could make stale. */
+  started = false
   superseded: Set<K> | undefined = undefined
   readonly isCurrent = (key: K): boolean => this.superseded === undefined || !this.superseded.has(key)
 }
@@ -229,6 +232,7 @@ export const makeBatched = <K, A, E = never, R = never>(
             Effect.yieldNow(),
             Effect.suspend(() => {
               if (collecting === batch) collecting = undefined
+              batch.started = true
               return options.resolve(batch.keys, batch.isCurrent)
             })
           )).pipe(Effect.exit, Effect.flatMap((exit) => settle(batch, exit, started)))
@@ -330,7 +334,8 @@ export const makeBatched = <K, A, E = never, R = never>(
 
     const detach = (key: K): void => {
       const batch = flights.get(key)
-      if (batch === undefined) return
+      // A batch still collecting has read nothing yet: it will read after the write, so it may keep the key.
+      if (batch === undefined || !batch.started) return
       flights.delete(key)
       ;(batch.superseded ??= new Set()).add(key)
     }
@@ -341,8 +346,6 @@ export const makeBatched = <K, A, E = never, R = never>(
       invalidate: (key) => Effect.sync(() => detach(key)),
       invalidateAll: Effect.sync(() => {
         for (const key of [...flights.keys()]) detach(key)
-        // A collecting batch would otherwise take new keys into a load whose other keys are all stale.
-        collecting = undefined
       }),
       size: Effect.sync(() => flights.size)
     }

@@ -6,6 +6,7 @@
 import * as Data from "effect/Data"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { hasLoneSurrogate } from "./internal/text.js"
 
 /**
  * Text that survives a round trip through Postgres and Redis unchanged: no lone UTF-16 surrogates, which UTF-8
@@ -13,7 +14,7 @@ import * as Schema from "effect/Schema"
  */
 const wellFormed = <S extends Schema.Schema.Any>(self: S) =>
   self.pipe(
-    Schema.filter((s) => typeof s !== "string" || !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(s), {
+    Schema.filter((s) => typeof s !== "string" || !hasLoneSurrogate(s), {
       message: () => "text must be well-formed Unicode (no lone surrogates)"
     })
   )
@@ -34,6 +35,8 @@ export const TaskId = Schema.String.pipe(
 )
 
 /**
+ * A task's id, validated by the `TaskId` schema (build one with `TaskId.make` or by decoding).
+ *
  * @since 0.1.0
  * @category models
  */
@@ -50,6 +53,8 @@ export const TaskStatus = Schema.Literal("todo", "in_progress", "done").annotati
 })
 
 /**
+ * `"todo"`, `"in_progress"` or `"done"`.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -122,7 +127,9 @@ export class TaskNotFound extends Schema.TaggedError<TaskNotFound>()("TaskNotFou
  * @category errors
  */
 export class StoreError extends Data.TaggedError("StoreError")<{
+  /** The store operation that failed: `get`, `getMany`, `save`, `delete`, `migrate`, `connect`… */
   readonly operation: string
+  /** The underlying failure (a `SqlError`, a timeout, a `ParseError` of a row), kept for diagnosis. */
   readonly cause: unknown
   /**
    * For a write: `true` when it may have been applied all the same (a timeout, a connection lost after the

@@ -24,6 +24,7 @@ import type * as CacheMetrics from "./CacheMetrics.js"
 import * as LruCache from "./LruCache.js"
 import * as MultiLevelCache from "./MultiLevelCache.js"
 import * as RedisCache from "./RedisCache.js"
+import { settle } from "./internal/settle.js"
 import * as RedisClient from "./RedisClient.js"
 import { StoreError, Task, TaskId, type TaskInput, TaskNotFound } from "./Task.js"
 import * as TaskStore from "./TaskStore.js"
@@ -128,7 +129,11 @@ export const make = (
     const bus = yield* Effect.serviceOption(TaskInvalidations)
     const scope = yield* Effect.scope
     const recheckAfter = options.unknownOutcomeRecheck ?? "10 seconds"
+    const publishAll = (ids: ReadonlyArray<TaskId>) => (Option.isSome(bus) ? bus.value.publish(ids) : Effect.void)
     const cache = yield* MultiLevelCache.make<TaskId, Task, StoreError, never>({
+      // L2 was brought back in step for these ids after missing their writes: other instances may have read
+      // the older tasks there meanwhile.
+      onRepaired: publishAll,
       name: "tasks",
       tiers: [l1, {
         cache: l2,
@@ -164,7 +169,7 @@ export const make = (
      * After a write has reached the tiers (or was interrupted with an unknown outcome, or found the task gone),
      * the other instances hear of the id. Publishing never fails the write.
      */
-    const publish = (id: TaskId) => (Option.isSome(bus) ? bus.value.publish([id]) : Effect.void)
+    const publish = (id: TaskId) => publishAll([id])
     /**
      * A write whose outcome is unknown may still land in Postgres after a load has cached the value it
      * replaces: the id is invalidated (and published) once more after `unknownOutcomeRecheck`.
@@ -173,6 +178,8 @@ export const make = (
       Effect.sleep(recheckAfter).pipe(
         Effect.zipRight(Effect.ignore(cache.invalidate(id))),
         Effect.zipRight(publish(id)),
+        // Forked from a write's exit, which is uninterruptible: the recheck itself must not be.
+        Effect.interruptible,
         Effect.forkIn(scope),
         Effect.asVoid
       )
@@ -366,7 +373,7 @@ export const layerEmbeddedSql: Layer.Layer<SqlClient.SqlClient, StoreError> = La
     })
     const db = yield* Effect.acquireRelease(
       Effect.tryPromise({ try: () => PGlite.create(), catch: fail("start PGlite") }),
-      (db) => Effect.promise(() => db.close()).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+      (db) => settle(() => db.close())
     )
     const server = yield* Effect.acquireRelease(
       Effect.tryPromise({
@@ -377,7 +384,7 @@ export const layerEmbeddedSql: Layer.Layer<SqlClient.SqlClient, StoreError> = La
         },
         catch: fail("start pglite-socket")
       }),
-      (server) => Effect.promise(() => server.stop()).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+      (server) => settle(() => server.stop())
     )
     const url = `postgres://postgres@${server.getServerConn()}/postgres`
     return TaskStore.layerPg({ url: Redacted.make(url), maxConnections: 1 })

@@ -34,9 +34,16 @@ export interface Service {
   get(id: TaskId): Effect.Effect<Task, TaskNotFound | StoreError>
   /** The tasks found among `ids`, in one query whatever their number; missing ids are absent. */
   getMany(ids: ReadonlyArray<TaskId>): Effect.Effect<ReadonlyMap<TaskId, Task>, StoreError>
-  /** Inserts the task at version 1, or updates it and bumps its version; returns what was stored. */
+  /**
+   * Inserts the task at version 1, or updates it and bumps its version (also when it was deleted: versions
+   * of an id only ever grow); returns what was stored.
+   */
   save(input: TaskInput): Effect.Effect<Task, StoreError>
-  /** Deletes the task; fails with `TaskNotFound` if there was none. */
+  /**
+   * Deletes the task; fails with `TaskNotFound` if there was none. The row stays behind as a marker (marked
+   * deleted, its version bumped) so that a task saved again under this id continues its versions; markers can
+   * be purged with `DELETE … WHERE deleted` once no cache can hold the old task (after the L2 time-to-live).
+   */
   delete(id: TaskId): Effect.Effect<void, TaskNotFound | StoreError>
 }
 
@@ -129,7 +136,12 @@ const migrate = (schema: string) =>
             created_at timestamptz NOT NULL,
             updated_at timestamptz NOT NULL,
             version integer NOT NULL CHECK (version > 0)
-          )`
+          )`,
+        // A deleted task keeps its row (and its version) as a marker, so that a task created again under the
+        // same id continues the version sequence: caches order values by version, and a version that went back
+        // to 1 would lose to the deleted task's.
+        "0002_soft_delete": sql`
+          ALTER TABLE ${sql(`${schema}.tasks`)} ADD COLUMN IF NOT EXISTS deleted boolean NOT NULL DEFAULT false`
       })
     })
   })
@@ -184,12 +196,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, StoreError, 
     const findById = SqlSchema.findOne({
       Request: TaskId,
       Result: TaskFromRow,
-      execute: (id) => sql`SELECT ${columns(sql)} FROM ${table} WHERE id = ${id}`
+      execute: (id) => sql`SELECT ${columns(sql)} FROM ${table} WHERE id = ${id} AND NOT deleted`
     })
     const findByIds = SqlSchema.findAll({
       Request: Schema.Array(TaskId),
       Result: TaskFromRow,
-      execute: (ids) => sql`SELECT ${columns(sql)} FROM ${table} WHERE id = ANY(${ids})`
+      execute: (ids) => sql`SELECT ${columns(sql)} FROM ${table} WHERE id = ANY(${ids}) AND NOT deleted`
     })
     const upsert = SqlSchema.single({
       Request: Schema.Struct({ input: TaskInput, now: Schema.DateTimeUtcFromDate }),
@@ -202,11 +214,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, StoreError, 
             title = EXCLUDED.title,
             status = EXCLUDED.status,
             assignee = EXCLUDED.assignee,
+            created_at = CASE WHEN t.deleted THEN EXCLUDED.created_at ELSE t.created_at END,
             updated_at = EXCLUDED.updated_at,
-            version = t.version + 1
+            version = t.version + 1,
+            deleted = false
           RETURNING ${columns(sql)}`
     })
-    const deleteById = (id: TaskId) => sql<{ id: string }>`DELETE FROM ${table} WHERE id = ${id} RETURNING id`
+    const deleteById = (id: TaskId, now: Date) =>
+      sql<{ id: string }>`
+        UPDATE ${table} SET deleted = true, version = version + 1, updated_at = ${now}
+        WHERE id = ${id} AND NOT deleted
+        RETURNING id`
 
     return {
       get: (id) =>
@@ -225,7 +243,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, StoreError, 
       save: (input) =>
         Effect.flatMap(DateTime.now, (now) => saveStatement(upsert({ input, now }), { id: input.id })),
       delete: (id) =>
-        deleteStatement(deleteById(id), { id }).pipe(
+        Effect.flatMap(DateTime.now, (now) => deleteStatement(deleteById(id, DateTime.toDateUtc(now)), { id })).pipe(
           Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new TaskNotFound({ id })) : Effect.void)
         )
     } satisfies Service

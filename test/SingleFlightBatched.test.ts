@@ -153,4 +153,18 @@ describe("SingleFlight.makeBatched", () => {
       expect(r.currentAtEnd[0]).toStrictEqual(new Map([[2, false], [4, true]]))
       expect(r.currentAtEnd[1]).toStrictEqual(new Map([[2, true]]))
     }))
+
+  it.scoped("invalidating a key whose batch is still collecting keeps it in that batch, current", () =>
+    Effect.gen(function*() {
+      const r = yield* recordingResolver()
+      const flight = yield* SingleFlight.makeBatched({ resolve: r.resolve })
+      const first = yield* Effect.fork(flight.get(2))
+      yield* Effect.yieldNow() // the batch is collecting: its dispatcher waits a turn
+      yield* flight.invalidate(2)
+      const second = yield* Effect.fork(flight.get(2))
+      expect(yield* Fiber.join(first)).toStrictEqual(Option.some("v2"))
+      expect(yield* Fiber.join(second)).toStrictEqual(Option.some("v2"))
+      expect(r.calls).toStrictEqual([[2]]) // once, not twice
+      expect(r.currentAtEnd).toStrictEqual([new Map([[2, true]])])
+    }))
 })

@@ -45,6 +45,20 @@ layer(store.layer, { timeout: "30 seconds" })("TaskStore (real Postgres)", (it) 
       expect((yield* Effect.flip(tasks.delete(id("doomed"))))._tag).toBe("TaskNotFound")
     }))
 
+  it.effect("a task deleted and saved again continues its versions: they only ever grow", () =>
+    Effect.gen(function*() {
+      const tasks = yield* TaskStore.TaskStore
+      const first = yield* tasks.save(input("phoenix"))
+      yield* tasks.save(input("phoenix", "renamed"))
+      yield* tasks.delete(id("phoenix"))
+      expect((yield* Effect.flip(tasks.get(id("phoenix"))))._tag).toBe("TaskNotFound")
+      expect((yield* tasks.getMany([id("phoenix")])).size).toBe(0)
+      const again = yield* tasks.save(input("phoenix", "reborn"))
+      expect(again.version).toBe(4) // 1, 2, deleted at 3, saved again at 4
+      expect(again.title).toBe("reborn")
+      expect(DateTime.greaterThanOrEqualTo(again.createdAt, first.createdAt)).toBe(true)
+    }))
+
   it.effect("getMany reads any number of ids in one statement", () =>
     Effect.gen(function*() {
       const tasks = yield* TaskStore.TaskStore
