@@ -86,6 +86,13 @@ export const ratioPerRound = (subject: Result, others: ReadonlyArray<Result>): n
 export const differencePerRound = (subject: Result, base: Result): number =>
   median(subject.rounds.map((ops, i) => 1e9 / ops - 1e9 / base.rounds[i]!))
 
+/** The first and third quartiles over rounds of the same difference: how much the rounds disagree. */
+export const differenceQuartiles = (subject: Result, base: Result): readonly [number, number] => {
+  const sorted = subject.rounds.map((ops, i) => 1e9 / ops - 1e9 / base.rounds[i]!).sort((a, b) => a - b)
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * (sorted.length - 1)))]!
+  return [at(0.25), at(0.75)]
+}
+
 /** Deterministic pseudo-random numbers in [0, 1), so every run and every case sees the same keys. */
 export const random = (seed: number) => () => {
   seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0

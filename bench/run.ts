@@ -5,7 +5,16 @@
 import { writeFileSync } from "node:fs"
 import { KEYS as COLD_KEYS, REPS as COLD_REPS, runInMemoryBatching, runRoundTrips } from "./batching.js"
 import { runEffectHit } from "./effect.js"
-import { differencePerRound, formatDuration, formatNanos, formatOps, type Result, ratioPerRound, rounds } from "./harness.js"
+import {
+  differencePerRound,
+  differenceQuartiles,
+  formatDuration,
+  formatNanos,
+  formatOps,
+  type Result,
+  ratioPerRound,
+  rounds
+} from "./harness.js"
 import { runLru, runLruMemory } from "./lru.js"
 import { GETS as L2_GETS, runRedisHit, TASKS as L2_TASKS } from "./redis.js"
 import { machine, ratio, table, versionOf } from "./report.js"
@@ -168,6 +177,8 @@ ${
   }
 
 The batching itself costs **${formatDuration(batching)}** of CPU per key above the floor: it ${verdict(batching <= 5_000)} (≤ 5 µs).
+Across the ${rounds * 3} rounds that difference ranges over ${differenceQuartiles(flightAlone, wait).map(formatDuration).join(" … ")} (first
+to third quartile): the rounds themselves vary by more than that, so the figure is a median of a noisy quantity.
 Effect's \`RequestResolver\` costs ${formatDuration(overWait(effectBatched))} per key above the same floor; a whole cold
 \`MultiLevelCache.get\` (L2 lookup, load, back-fill of both tiers, metrics) ${formatDuration(overWait(cold))}. Most of the CPU of
 every row is Effect's fibers themselves: starting ${count(COLD_KEYS)} of them costs ${cpu(perKey)} per key before anything waits.
