@@ -302,6 +302,7 @@ describe("RedisCache, versioned (real Redis)", () => {
           : yield* RedisCache.make<string, Task, typeof Task.Encoded>({ namespace, schema: Task })
         const raw = yield* rawRedis()
         const key = RedisCache.redisKey(namespace, "k")
+        yield* Effect.addFinalizer(() => Effect.promise(() => raw.del(key)))
         yield* Effect.promise(() => raw.set(key, Buffer.from(bytes)))
         const exit = yield* Effect.exit(cache.get("k"))
         expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "CacheMiss").toBe(true)
@@ -309,7 +310,6 @@ describe("RedisCache, versioned (real Redis)", () => {
         const left = yield* Effect.promise(() => raw.get(key))
         // Deleted, unless the bytes happen to spell the tombstone of a versioned tier (a plain miss).
         expect(left === null || (versionedTier && left === "-:")).toBe(true)
-        yield* Effect.promise(() => raw.del(key))
       }).pipe(Effect.scoped, withRedis, Effect.scoped),
     { fastCheck: { numRuns: 60 } }
   )
