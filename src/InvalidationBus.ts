@@ -7,11 +7,10 @@
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
-import * as Metric from "effect/Metric"
-import * as MetricKey from "effect/MetricKey"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
+import * as CacheMetrics from "./CacheMetrics.js"
 import { escapeKeyPart } from "./RedisCache.js"
 import { RedisClient, RedisConnectionError } from "./RedisClient.js"
 
@@ -119,9 +118,6 @@ const parseMessage = (text: string): Message | undefined => {
   }
 }
 
-const counter = (name: string, namespace: string) =>
-  Metric.fromMetricKey(MetricKey.counter(name).pipe(MetricKey.tagged("cache", namespace), MetricKey.tagged("tier", "bus")))
-
 /**
  * Opens the bus over the `RedisClient` in context: publications go through its connection, the subscription
  * through a connection of its own (scoped). When the subscription comes back after being down, listeners get
@@ -148,12 +144,13 @@ export const make = <K>(
 
     // Per instance for `stats`, and as tagged metrics for exporters.
     const local = { published: 0, publishFailures: 0, received: 0, invalidatedKeys: 0, gaps: 0 }
+    const labels = { cache: options.namespace, tier: "bus" }
     const metrics = {
-      published: counter("cache_bus_published", options.namespace),
-      publishFailures: counter("cache_bus_publish_failures", options.namespace),
-      received: counter("cache_bus_received", options.namespace),
-      invalidatedKeys: counter("cache_bus_invalidated_keys", options.namespace),
-      gaps: counter("cache_bus_gaps", options.namespace)
+      published: CacheMetrics.counter("cache_bus_published", labels),
+      publishFailures: CacheMetrics.counter("cache_bus_publish_failures", labels),
+      received: CacheMetrics.counter("cache_bus_received", labels),
+      invalidatedKeys: CacheMetrics.counter("cache_bus_invalidated_keys", labels),
+      gaps: CacheMetrics.counter("cache_bus_gaps", labels)
     }
     const none: ReadonlyArray<never> = []
     const count = (what: keyof typeof local, n = 1) => {

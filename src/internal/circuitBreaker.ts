@@ -5,7 +5,7 @@
  * has passed. Then one call (the probe) goes through while the others are still refused: its success closes
  * the breaker, its failure opens it for another `cooldown`.
  *
- * Why not a library: the well-kept ones (cockatiel, opossum) wrap promises and read `Date.now()`; this one is
+ * Why not a library: the well-kept ones (cockatiel, opossum) wrap promises and read the wall clock; this one is
  * three fields checked in the tier call that is already being made, and `TestClock` drives it.
  *
  * @internal
