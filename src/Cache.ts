@@ -8,6 +8,7 @@ import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 
 /**
  * A cache tier: operations are Effects, a miss on `get` is the typed error `CacheMiss`, and `E` is the tier's
@@ -79,11 +80,14 @@ export class CacheError extends Data.TaggedError("CacheError")<{
   readonly cache: string
   /** The operation that failed, such as `"get"` or `"setMany"`. */
   readonly operation: string
-  /** The underlying failure, kept for diagnosis. */
+  /**
+   * The underlying failure, kept for diagnosis. The Redis tier keeps only the client error's kind, message and
+   * code here, never the failed command's arguments (which may hold values, or a password).
+   */
   readonly cause: unknown
 }> {
   override get message(): string {
-    const reason = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    const reason = Predicate.hasProperty(this.cause, "message") ? String(this.cause.message) : String(this.cause)
     return `cache "${this.cache}" failed on ${this.operation}: ${reason}`
   }
 }

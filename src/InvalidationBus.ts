@@ -11,6 +11,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import * as CacheMetrics from "./CacheMetrics.js"
+import { redisFailure } from "./internal/redisFailure.js"
 import { escapeKeyPart } from "./RedisCache.js"
 import { RedisClient, RedisConnectionError } from "./RedisClient.js"
 
@@ -24,8 +25,9 @@ export interface Listener<K> {
   /** Another instance changed these keys. */
   readonly onInvalidate: (keys: ReadonlyArray<K>) => Effect.Effect<void>
   /**
-   * Messages may have been missed: the subscription was down for a while (it is called once it is back), or
-   * another instance could not publish some of its keys. Everything local may be stale.
+   * Messages may have been missed: the subscription was lost (it is called when the loss is noticed, and again
+   * once the subscription is back), or another instance could not publish some of its keys. Everything local
+   * may be stale.
    */
   readonly onGap: Effect.Effect<void>
 }
@@ -120,8 +122,9 @@ const parseMessage = (text: string): Message | undefined => {
 
 /**
  * Opens the bus over the `RedisClient` in context: publications go through its connection, the subscription
- * through a connection of its own (scoped). When the subscription comes back after being down, listeners get
- * `onGap` once it is active again, so that nothing published during the gap is served stale afterwards.
+ * through a connection of its own (scoped), watched by the client's heartbeat. When the subscription is lost
+ * (closed, or found silent), listeners get `onGap` at once and again once it is active again, so that nothing
+ * published meanwhile is served stale afterwards.
  *
  * @since 0.1.0
  * @category constructors
@@ -182,18 +185,34 @@ export const make = <K>(
     })
     yield* Effect.tryPromise({
       try: () => subscriber.subscribe(channel),
-      catch: (cause) => new RedisConnectionError({ address: redis.address, cause })
+      catch: (cause) => {
+        const failure = redisFailure(cause)
+        return new RedisConnectionError({
+          address: redis.address,
+          reason: `cannot subscribe: ${failure.message}`,
+          ...(failure.code === undefined ? {} : { code: failure.code })
+        })
+      }
     })
-    // Every "ready" from now on follows a lost connection, which may have missed messages: once subscribed
-    // again, everything local is dropped. A resubscription that fails is tried again every `retryInterval`.
+    // A lost subscription may already have missed messages (a connection found silent by the heartbeat may
+    // have been deaf for seconds): everything local is dropped as soon as ioredis sets out to reconnect, and
+    // again once subscribed again, since messages published while it was down are never delivered. A
+    // resubscription that fails is tried again every `retryInterval`.
     let subscribed = true
     subscriber.on("close", () => {
       subscribed = false
+    })
+    let deaf = false
+    subscriber.on("reconnecting", () => {
+      if (deaf) return
+      deaf = true
+      gap()
     })
     const resubscribe = () =>
       subscriber.subscribe(channel).then(() => {
         if (subscribed) return
         subscribed = true
+        deaf = false
         gap()
       }, () => {})
     subscriber.on("ready", resubscribe)

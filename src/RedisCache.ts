@@ -18,6 +18,7 @@ import type { Cache, SetOptions } from "./Cache.js"
 import { CacheError, CacheMiss } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
 import { entryTimeToLive, validateTimeToLive } from "./internal/options.js"
+import { redisFailure } from "./internal/redisFailure.js"
 import { hasLoneSurrogate, loneSurrogate } from "./internal/text.js"
 import { defineSetIfNewer, deleteIfUnchangedLua, setIfNewer, tombstone, versionedJson } from "./internal/redisLayout.js"
 import { RedisClient } from "./RedisClient.js"
@@ -150,7 +151,7 @@ export const make = <K, V, I>(
         try: run,
         catch: (cause) => {
           metrics.unsafeError()
-          return new CacheError({ cache: name, operation, cause })
+          return new CacheError({ cache: name, operation, cause: redisFailure(cause) })
         }
       })
 
@@ -210,7 +211,7 @@ export const make = <K, V, I>(
         const failed = results?.find(([error]) => error !== null)
         if (failed === undefined) return Effect.void
         metrics.unsafeError()
-        return Effect.fail(new CacheError({ cache: name, operation, cause: failed[0] }))
+        return Effect.fail(new CacheError({ cache: name, operation, cause: redisFailure(failed[0]) }))
       })
 
     const setMany = (entries: Iterable<readonly [K, V]>, setOptions?: SetOptions): Effect.Effect<void, CacheError> =>

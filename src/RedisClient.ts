@@ -1,37 +1,44 @@
 /**
- * A scoped ioredis connection configured through Effect `Config`, failing fast when Redis is unreachable.
+ * A scoped ioredis connection configured through Effect `Config`, failing fast when Redis is unreachable,
+ * noticing when it goes silent, and never printing its credentials.
  *
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import { settle } from "./internal/settle.js"
-import { Redis } from "ioredis"
+import type { Redis } from "ioredis"
+import { connect, type ConnectionSettings } from "./internal/redisConnection.js"
+import type { RedisFailure } from "./internal/redisFailure.js"
+import { addressOf, parseRedisUrl } from "./internal/redisUrl.js"
 
 /**
- * Redis could not be reached (or did not become ready) within the connect timeout.
+ * Redis could not be reached, did not become ready within the connect timeout, refused the credentials, or
+ * the settings are not valid. It says where and why, and carries nothing else: no URL, no password, no raw
+ * client error (whose command arguments may hold the password), so printing or serialising it in any way is
+ * safe.
  *
  * @since 0.1.0
  * @category errors
  */
 export class RedisConnectionError extends Data.TaggedError("RedisConnectionError")<{
-  /** The server's address, without credentials. */
+  /** The server's address (`host:port[/db]`), without credentials. */
   readonly address: string
-  /** The failure reported by ioredis (or the timeout). */
-  readonly cause: unknown
+  /** Why: the client's message (`connect ECONNREFUSED …`, `WRONGPASS …`), a timeout, or an invalid setting. */
+  readonly reason: string
+  /** A short code when there is one: `ECONNREFUSED`, `WRONGPASS`, `NOAUTH`, `TIMEOUT`, `INVALID_URL`… */
+  readonly code?: string
 }> {
   override get message(): string {
-    const reason = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `cannot connect to Redis at ${this.address}: ${reason}`
+    return `cannot connect to Redis at ${this.address}: ${this.reason}`
   }
 }
 
@@ -42,21 +49,31 @@ export class RedisConnectionError extends Data.TaggedError("RedisConnectionError
  * @category models
  */
 export interface Options {
-  /** A `redis://` URL. Default: `redis://127.0.0.1:6379`. */
-  readonly url?: string
-  /** The password, if the URL does not carry one. */
+  /**
+   * `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS. Give it `Redacted` when it carries a
+   * password. Default: `redis://127.0.0.1:6379`.
+   */
+  readonly url?: string | Redacted.Redacted
+  /** The password, if the URL does not carry one (it wins over the URL's). */
   readonly password?: Redacted.Redacted
   /** How long to wait for the connection to become ready. Default: 2 seconds. */
   readonly connectTimeout?: Duration.DurationInput
   /** How long any command may take before ioredis rejects it. Default: 1 second. */
   readonly commandTimeout?: Duration.DurationInput
+  /**
+   * How often an idle-or-not connection is sent a `PING`; one that is not answered within `commandTimeout`
+   * is dropped and opened again, so a peer that went silent without closing the connection is noticed within
+   * `heartbeatInterval + commandTimeout`. Default: 1 second.
+   */
+  readonly heartbeatInterval?: Duration.DurationInput
 }
 
 /**
  * A Redis connection and the means to open more with the same settings.
  *
  * Commands fail at once while the connection is down (no offline queue), so callers never wait for a
- * reconnect; ioredis reconnects in the background with a capped backoff until the scope closes.
+ * reconnect; ioredis reconnects in the background with a capped backoff until the scope closes. Every
+ * connection is watched by a heartbeat (`Options.heartbeatInterval`).
  *
  * @since 0.1.0
  * @category models
@@ -83,92 +100,57 @@ export class RedisClient extends Context.Tag("@rms/cache/RedisClient")<RedisClie
 
 const defaultUrl = "redis://127.0.0.1:6379"
 
-/** `redis://user:secret@host:6379/0` → `host:6379/0`. */
-const addressOf = (url: string): string => {
-  try {
-    const parsed = new URL(url)
-    return `${parsed.hostname}:${parsed.port || "6379"}${parsed.pathname === "/" ? "" : parsed.pathname}`
-  } catch {
-    return "<invalid Redis URL>"
-  }
+const invalid = (address: string, reason: string, code: string) => new RedisConnectionError({ address, reason, code })
+
+/** A duration option that must be positive and finite. */
+const positive = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput, option: string) =>
+  Option.match(Option.filter(Duration.decodeUnknown(input ?? fallback), (d) => Duration.isFinite(d) && Duration.toMillis(d) > 0), {
+    onNone: () => Either.left(`${option} must be a positive, finite duration`),
+    onSome: Either.right
+  })
+
+/** Validates `options` into what a connection needs; the reason for a refusal never quotes the URL. */
+const settingsOf = (options: Options): Either.Either<ConnectionSettings, RedisConnectionError> => {
+  const url = options.url === undefined ? defaultUrl : Redacted.isRedacted(options.url) ? Redacted.value(options.url) : options.url
+  return Either.gen(function*() {
+    const endpoint = yield* Either.mapLeft(
+      parseRedisUrl(url),
+      (reason) => invalid("<invalid Redis URL>", `invalid Redis URL: ${reason}`, "INVALID_URL")
+    )
+    const address = addressOf(endpoint)
+    const option = (input: Duration.DurationInput | undefined, fallback: Duration.DurationInput, name: string) =>
+      Either.mapLeft(positive(input, fallback, name), (reason) => invalid(address, reason, "INVALID_OPTIONS"))
+    return {
+      endpoint,
+      address,
+      password: options.password,
+      connectTimeout: yield* option(options.connectTimeout, "2 seconds", "connectTimeout"),
+      commandTimeout: yield* option(options.commandTimeout, "1 second", "commandTimeout"),
+      heartbeatInterval: yield* option(options.heartbeatInterval, "1 second", "heartbeatInterval")
+    }
+  })
 }
 
-/**
- * Opens one connection in the current scope: ready within `connectTimeout` or a `RedisConnectionError`; closed
- * with `QUIT` (bounded by a second, then dropped) when the scope closes.
- */
-const connect = (
-  options: Options,
-  overrides: { readonly autoResubscribe?: boolean } = {}
-): Effect.Effect<Redis, RedisConnectionError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const url = options.url ?? defaultUrl
-    const address = addressOf(url)
-    const connectTimeout = Duration.toMillis(options.connectTimeout ?? "2 seconds")
-    const runtime = yield* Effect.runtime<never>()
-    const log = Runtime.runFork(runtime)
-
-    return yield* Effect.acquireRelease(
-      // Interruptible, so that the timeout below can end it: interrupting it disconnects the client.
-      Effect.async<Redis, RedisConnectionError>((resume) => {
-        const client = new Redis(url, {
-          lazyConnect: true,
-          connectTimeout,
-          commandTimeout: Duration.toMillis(options.commandTimeout ?? "1 second"),
-          // Fail commands at once while disconnected instead of queueing them until Redis returns.
-          enableOfflineQueue: false,
-          maxRetriesPerRequest: 0,
-          retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000),
-          ...overrides,
-          ...(options.password === undefined ? {} : { password: Redacted.value(options.password) })
-        })
-        // ioredis emits "error" on every failed attempt; an unhandled "error" event would crash the process.
-        // Log once per outage, not once per reconnect attempt, and not before the first connection: that
-        // failure is the typed error of this effect.
-        let lastError: unknown = undefined
-        let reported = true
-        client.on("error", (error: unknown) => {
-          lastError = error
-          if (!reported) {
-            reported = true
-            log(Effect.logWarning("Redis connection error", error).pipe(Effect.annotateLogs({ redis: address })))
-          }
-        })
-        client.on("ready", () => {
-          reported = false
-        })
-        client.connect().then(
-          () => resume(Effect.succeed(client)),
-          (cause: unknown) => {
-            client.disconnect()
-            resume(Effect.fail(new RedisConnectionError({ address, cause: lastError ?? cause })))
-          }
-        )
-        return Effect.sync(() => client.disconnect())
-      }).pipe(
-        Effect.interruptible,
-        Effect.timeoutFail({
-          duration: connectTimeout + 100,
-          onTimeout: () => new RedisConnectionError({ address, cause: `not ready within ${connectTimeout} ms` })
-        })
-      ),
-      // `QUIT` fails at once when the connection is down (no offline queue): then it is simply dropped.
-      (client) => Effect.ensuring(settle(() => client.quit()), Effect.sync(() => client.disconnect()))
-    )
+const connectionError = (address: string) => (failure: RedisFailure) =>
+  new RedisConnectionError({
+    address,
+    reason: failure.message,
+    ...(failure.code === undefined ? {} : { code: failure.code })
   })
 
 /**
- * Opens the connection described by `options` in the current scope.
+ * Opens the connection described by `options` in the current scope. Fails with `RedisConnectionError` when
+ * the URL or an option is not valid, or Redis is not ready within `connectTimeout`.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (options: Options = {}): Effect.Effect<Service, RedisConnectionError, Scope.Scope> =>
-  Effect.map(connect(options), (client) => ({
-    client,
-    address: addressOf(options.url ?? defaultUrl),
-    duplicate: (overrides) => connect(options, overrides)
-  }))
+  Effect.flatMap(settingsOf(options), (settings) => {
+    const open = (overrides: { readonly autoResubscribe?: boolean } = {}) =>
+      Effect.mapError(connect(settings, overrides), connectionError(settings.address))
+    return Effect.map(open(), (client) => ({ client, address: settings.address, duplicate: open }))
+  })
 
 /**
  * A layer with one Redis connection, closed with the layer.
@@ -180,16 +162,25 @@ export const layer = (options: Options = {}): Layer.Layer<RedisClient, RedisConn
   Layer.scoped(RedisClient, make(options))
 
 /**
- * `REDIS_URL` (default `redis://127.0.0.1:6379`) and `REDIS_PASSWORD` (optional, redacted).
+ * `REDIS_URL` (redacted; default `redis://127.0.0.1:6379`) and `REDIS_PASSWORD` (optional, redacted). A
+ * `REDIS_URL` that is not a Redis URL is a `ConfigError` that says what is wrong with it without quoting it.
  *
  * @since 0.1.0
  * @category config
  */
 export const config: Config.Config<Options> = Config.all({
-  url: Config.string("REDIS_URL").pipe(Config.withDefault(defaultUrl)),
+  url: Config.redacted("REDIS_URL").pipe(
+    Config.mapOrFail((url) =>
+      Either.match(parseRedisUrl(Redacted.value(url)), {
+        onLeft: (reason) => Either.left(ConfigError.InvalidData(["REDIS_URL"], `not a valid Redis URL: ${reason}`)),
+        onRight: () => Either.right(url)
+      })
+    ),
+    Config.withDefault(Redacted.make(defaultUrl))
+  ),
   password: Config.option(Config.redacted("REDIS_PASSWORD"))
 }).pipe(
-  Config.map(({ password, url }) => Option.match(password, { onNone: () => ({ url }), onSome: (p) => ({ url, password: p }) }))
+  Config.map(({ password, url }): Options => Option.match(password, { onNone: () => ({ url }), onSome: (p) => ({ url, password: p }) }))
 )
 
 /**

@@ -9,11 +9,12 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricKey from "effect/MetricKey"
@@ -21,6 +22,7 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import { checkPostgresUrl, postgresUrlProblem } from "./internal/postgresUrl.js"
 import { StoreError, Task, TaskId, TaskInput, TaskNotFound } from "./Task.js"
 
 /**
@@ -280,8 +282,13 @@ export interface PgOptions {
  * @since 0.1.0
  * @category layers
  */
-export const layerPg = (options: PgOptions): Layer.Layer<SqlClient.SqlClient, StoreError> =>
-  PgClient.layer({
+export const layerPg = (options: PgOptions): Layer.Layer<SqlClient.SqlClient, StoreError> => {
+  // Checked here, not by the driver, whose parse errors may quote the URL (and its password).
+  const problem = postgresUrlProblem(Redacted.value(options.url))
+  if (problem !== undefined) {
+    return Layer.fail(new StoreError({ operation: "connect", cause: `invalid Postgres URL: ${problem}` }))
+  }
+  return PgClient.layer({
     url: options.url,
     connectTimeout: options.connectTimeout ?? "5 seconds",
     maxConnections: options.maxConnections ?? 10,
@@ -290,14 +297,22 @@ export const layerPg = (options: PgOptions): Layer.Layer<SqlClient.SqlClient, St
     Layer.map((context) => Context.make(SqlClient.SqlClient, Context.get(context, SqlClient.SqlClient))),
     Layer.mapError((cause) => new StoreError({ operation: "connect", cause }))
   )
+}
 
 /**
- * `DATABASE_URL` (default `postgres://root@127.0.0.1:5432/test`) as a redacted URL.
+ * `DATABASE_URL` (default `postgres://root@127.0.0.1:5432/test`) as a redacted URL. One that is not a
+ * `postgres://` URL is a `ConfigError` that says what is wrong with it without quoting it.
  *
  * @since 0.1.0
  * @category config
  */
 export const databaseUrl: Config.Config<Redacted.Redacted> = Config.redacted("DATABASE_URL").pipe(
+  Config.mapOrFail((url) =>
+    Either.mapLeft(
+      checkPostgresUrl(url, Redacted.value(url)),
+      (problem) => ConfigError.InvalidData(["DATABASE_URL"], `not a valid Postgres URL: ${problem}`)
+    )
+  ),
   Config.withDefault(Redacted.make("postgres://root@127.0.0.1:5432/test"))
 )
 

@@ -23,6 +23,11 @@ export interface TcpProxy {
   readonly freeze: Effect.Effect<void>
   /** Forwards again, starting with what was held. */
   readonly thaw: Effect.Effect<void>
+  /**
+   * The connections open now stop forwarding for good, both ways, and are never closed: what a partition or a
+   * load balancer that forgot the flows does (no RST, no FIN). New connections are forwarded as usual.
+   */
+  readonly sever: Effect.Effect<void>
   /** Connections accepted since the proxy was made. */
   readonly accepted: () => number
   /** Connections open now. */
@@ -42,6 +47,7 @@ export const tcpProxy = (target: { readonly host: string; readonly port: number 
     let server: Net.Server | undefined
     let accepted = 0
     let frozen = false
+    const severed = new Set<Pair>()
 
     const forward = ({ client, upstream }: Pair) => {
       client.pipe(upstream)
@@ -62,6 +68,7 @@ export const tcpProxy = (target: { readonly host: string; readonly port: number 
         pair.client.destroy()
         pair.upstream.destroy()
         pairs.delete(pair)
+        severed.delete(pair)
       }
       for (const socket of [pair.client, pair.upstream]) {
         socket.on("error", drop)
@@ -100,6 +107,7 @@ export const tcpProxy = (target: { readonly host: string; readonly port: number 
         pair.upstream.destroy()
       }
       pairs.clear()
+      severed.clear()
       if (listening === undefined) return Effect.void
       return Effect.async<void>((resume) => {
         listening.close(() => resume(Effect.void))
@@ -115,7 +123,14 @@ export const tcpProxy = (target: { readonly host: string; readonly port: number 
     const thaw = Effect.sync(() => {
       if (!frozen) return
       frozen = false
-      for (const pair of pairs) forward(pair)
+      for (const pair of pairs) if (!severed.has(pair)) forward(pair)
+    })
+
+    const sever = Effect.sync(() => {
+      for (const pair of pairs) {
+        if (!frozen) hold(pair)
+        severed.add(pair)
+      }
     })
 
     yield* Effect.acquireRelease(start, () => Effect.zipRight(thaw, stop))
@@ -125,6 +140,7 @@ export const tcpProxy = (target: { readonly host: string; readonly port: number 
       start,
       freeze,
       thaw,
+      sever,
       accepted: () => accepted,
       open: () => pairs.size
     } satisfies TcpProxy

@@ -84,10 +84,17 @@ export interface PrivateRedis {
   readonly start: Effect.Effect<void>
 }
 
-const waitForPing = (port: number, up: boolean) =>
+const waitForPing = (port: number, up: boolean, password?: string) =>
   Effect.promise(async () => {
     for (let i = 0; i < 300; i++) {
-      const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+      const probe = new Redis({
+        port,
+        host: "127.0.0.1",
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+        ...(password === undefined ? {} : { password })
+      })
       probe.on("error", () => {})
       const ok = await probe.connect().then(() => probe.ping().then(() => true), () => false).catch(() => false)
       probe.disconnect()
@@ -97,15 +104,21 @@ const waitForPing = (port: number, up: boolean) =>
     throw new Error(`redis-server on ${port} did not become ${up ? "ready" : "unreachable"}`)
   })
 
-/** Starts a private `redis-server`, stopped (by pid) when the scope closes. */
-export const privateRedis = Effect.gen(function*() {
+/**
+ * Starts a private `redis-server`, stopped (by pid) when the scope closes; with `requirepass`, clients must
+ * authenticate with that password.
+ */
+export const privateRedisWith = (options: { readonly requirepass?: string } = {}) => Effect.gen(function*() {
   const port = yield* freePort
   let child: ChildProcess | undefined
+  const auth = options.requirepass === undefined ? [] : ["--requirepass", options.requirepass]
   const start = Effect.suspend(() => {
-    child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-      stdio: "ignore"
-    })
-    return waitForPing(port, true)
+    child = spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...auth],
+      { stdio: "ignore" }
+    )
+    return waitForPing(port, true, options.requirepass)
   })
   const stop = Effect.suspend(() => {
     const running = child
@@ -114,11 +127,14 @@ export const privateRedis = Effect.gen(function*() {
     return Effect.async<void>((resume) => {
       running.once("exit", () => resume(Effect.void))
       process.kill(running.pid!, "SIGKILL")
-    }).pipe(Effect.zipRight(waitForPing(port, false)))
+    }).pipe(Effect.zipRight(waitForPing(port, false, options.requirepass)))
   })
   yield* Effect.acquireRelease(start, () => stop)
   return { url: `redis://127.0.0.1:${port}`, port, stop, start } satisfies PrivateRedis
 })
+
+/** Starts a private `redis-server`, stopped (by pid) when the scope closes. */
+export const privateRedis = privateRedisWith()
 
 /** Deletes every key of `namespace` on the shared server when the scope closes. */
 export const cleanNamespaceOnClose = (namespace: string) =>
