@@ -20,6 +20,13 @@ import * as Predicate from "effect/Predicate"
 export interface Cache<in out K, in out V, out E = never> {
   /** The name the tier's metrics are tagged with. */
   readonly name: string
+  /**
+   * Whether the tier keeps the newest value whatever the order writes reach it: it knows each value's version,
+   * refuses a write older than what it holds, and `invalidate` leaves a tombstone that refuses write-backs for
+   * a while (a `RedisCache` or an `LruCache` built with `version`). A multi-level cache relies on it for tiers
+   * shared by several writers. Absent: not versioned.
+   */
+  readonly versioned?: boolean
   /** The value under `key`, or `CacheMiss` when there is none (or it has expired). */
   get(key: K): Effect.Effect<V, CacheMiss | E>
   /** The value under `key` as an `Option`: a miss is `None`, not an error. */

@@ -20,7 +20,7 @@ import * as CacheMetrics from "./CacheMetrics.js"
 import { entryTimeToLive, validateTimeToLive } from "./internal/options.js"
 import { redisFailure } from "./internal/redisFailure.js"
 import { hasLoneSurrogate, loneSurrogate } from "./internal/text.js"
-import { defineSetIfNewer, deleteIfUnchangedLua, setIfNewer, tombstone, versionedJson } from "./internal/redisLayout.js"
+import { defineSetIfNewer, deleteIfUnchangedLua, floor, setIfNewer, tombstone, versionedJson } from "./internal/redisLayout.js"
 import { RedisClient } from "./RedisClient.js"
 
 /**
@@ -224,8 +224,11 @@ export const make = <K, V, I>(
           const k = keyOf(key)
           count++
           if (timeToLive <= 0) {
-            // Dead on arrival: store nothing, and drop what the key held.
-            pipeline.del(k)
+            // Dead on arrival: store nothing, and drop what the key held. In a versioned tier only what is older,
+            // leaving a floor that refuses older write-backs as a tombstone would: a plain `DEL` would also drop
+            // a tombstone or a newer value, and then accept the very write-back they were refusing.
+            if (version === undefined) pipeline.del(k)
+            else setIfNewer(pipeline, k, version(value), floor(version(value)), tombstoneMillis)
             continue
           }
           const stored = storedForm(value)
@@ -266,6 +269,7 @@ export const make = <K, V, I>(
 
     const cache: Cache<K, V, CacheError> = {
       name,
+      versioned: version !== undefined,
       get: (key) =>
         Effect.suspend(() => {
           const k = keyOf(key)
@@ -288,10 +292,16 @@ export const make = <K, V, I>(
         }),
       getMany: (keys) =>
         Effect.gen(function*() {
-          const asked = Array.from(keys)
+          // Each distinct key once: a key asked twice is one read, one hit or one miss.
+          const byRedisKey = new Map<string, K>()
+          for (const key of keys) {
+            const k = keyOf(key)
+            if (!byRedisKey.has(k)) byRedisKey.set(k, key)
+          }
           const found = new Map<K, V>()
-          if (asked.length === 0) return found
-          const redisKeys = asked.map(keyOf)
+          if (byRedisKey.size === 0) return found
+          const asked = Array.from(byRedisKey.values())
+          const redisKeys = Array.from(byRedisKey.keys())
           const stored = yield* call("getMany", () => client.mgetBuffer(redisKeys))
           const corrupt: Array<readonly [string, Buffer]> = []
           for (let i = 0; i < asked.length; i++) {

@@ -245,6 +245,57 @@ describe("RedisCache, versioned (real Redis)", () => {
       expect((yield* cache.get("t")).version).toBe(1)
     }).pipe(withRedis))
 
+  it.scoped("a zero time-to-live drops only an older value, and leaves a floor that still refuses older write-backs", () =>
+    Effect.gen(function*() {
+      const { cache, namespace } = yield* versioned("dead-on-arrival", { tombstoneTimeToLive: "10 seconds" as const })
+      const raw = yield* rawRedis()
+      const key = RedisCache.redisKey(namespace, "t")
+      // A tombstone survives it (a plain DEL used to remove it, and then accepted the write-back it was refusing).
+      yield* cache.set("t", at(5))
+      yield* cache.invalidate("t")
+      yield* cache.set("t", at(6), { timeToLive: 0 })
+      expect(yield* Effect.promise(() => raw.get(key))).toBe("-:")
+      yield* cache.set("t", at(5))
+      expect(yield* cache.getOption("t")).toStrictEqual(Option.none())
+      // A newer value survives it.
+      yield* Effect.promise(() => raw.del(key))
+      yield* cache.set("t", at(9))
+      yield* cache.set("t", at(8), { timeToLive: 0 })
+      expect((yield* cache.get("t")).version).toBe(9)
+      // An older value is dropped, and what is older than the dead write stays refused.
+      yield* cache.set("t", at(10), { timeToLive: "-1 millis" as Duration.DurationInput })
+      expect(yield* cache.getOption("t")).toStrictEqual(Option.none())
+      expect(yield* Effect.promise(() => raw.get(key))).toBe("-10:")
+      const pttl = yield* Effect.promise(() => raw.pttl(key))
+      expect(pttl).toBeGreaterThan(0)
+      expect(pttl).toBeLessThanOrEqual(10_000)
+      yield* cache.set("t", at(9))
+      expect(yield* cache.getOption("t")).toStrictEqual(Option.none())
+      expect((yield* CacheMetrics.stats({ cache: namespace, tier: "redis" })).decodeFailures).toBe(0) // a plain miss
+      yield* cache.set("t", at(11))
+      expect((yield* cache.get("t")).version).toBe(11)
+    }).pipe(withRedis))
+
+  it.scoped("getMany counts each distinct key once: a key asked twice is one hit or one miss", () =>
+    Effect.gen(function*() {
+      const { cache, namespace } = yield* versioned("duplicates")
+      yield* cache.set("a", at(1))
+      const before = yield* CacheMetrics.stats({ cache: namespace, tier: "redis" })
+      const found = yield* cache.getMany(["a", "a", "missing", "missing"])
+      expect([...found.keys()]).toStrictEqual(["a"])
+      const after = yield* CacheMetrics.stats({ cache: namespace, tier: "redis" })
+      expect(after.hits - before.hits).toBe(1)
+      expect(after.misses - before.misses).toBe(1)
+    }).pipe(withRedis))
+
+  it.effect("says it is versioned, and a tier without `version` says it is not", () =>
+    Effect.gen(function*() {
+      const { cache } = yield* versioned("says-so")
+      expect(cache.versioned).toBe(true)
+      const plain = yield* RedisCache.make<string, string, string>({ namespace: uniqueNamespace("plain"), schema: Schema.String })
+      expect(plain.versioned).toBe(false)
+    }).pipe(withRedis, Effect.scoped))
+
   it.scoped("stored values carry their version in front of the schema's JSON; a value without one is corrupt", () =>
     Effect.gen(function*() {
       const { cache, namespace } = yield* versioned("layout")

@@ -2,9 +2,11 @@
  * How `RedisCache` lays values out in Redis, and the Lua that keeps versioned writes in order.
  *
  * Plain tiers store the value's JSON. Versioned tiers store `<version>:<json>`, and an invalidation leaves a
- * tombstone `-:` (for a while) instead of deleting the key. A versioned write goes through `setIfNewer`: it
- * is refused when Redis holds a tombstone or a value with a higher version, so a write-back of an older value
- * (a slow load, a delayed write on another instance) can never replace a newer one or revive a deleted one.
+ * tombstone `-:` (for a while) instead of deleting the key. A write that stores nothing at a known version (a
+ * zero or expired time-to-live) leaves a floor `-<version>:` instead: no value, but older versions are still
+ * refused. A versioned write goes through `setIfNewer`: it is refused when Redis holds a tombstone, or a value or
+ * a floor with a higher version, so a write-back of an older value (a slow load, a delayed write on another
+ * instance) can never replace a newer one or revive a deleted one.
  *
  * @internal
  */
@@ -13,6 +15,9 @@ import type { ChainableCommander, Redis } from "ioredis"
 /** The stored form of an invalidated key in a versioned tier. */
 export const tombstone = "-:"
 
+/** The stored form of "nothing, as of `version`" in a versioned tier. */
+export const floor = (version: number): string => `-${version}:`
+
 /**
  * `KEYS[1]`: the key. `ARGV[1]`: the new version; `ARGV[2]`: the stored form; `ARGV[3]`: milliseconds to live
  * (`0`: no expiry). Returns 1 when written, 0 when refused.
@@ -20,8 +25,13 @@ export const tombstone = "-:"
 const setIfNewerLua = `
 local current = redis.call("GET", KEYS[1])
 if current then
-  if string.sub(current, 1, 2) == "-:" then return 0 end
-  local stored = tonumber(string.match(current, "^(%d+):"))
+  local stored
+  if string.sub(current, 1, 1) == "-" then
+    if current == "-:" then return 0 end
+    stored = tonumber(string.match(current, "^%-(%d+):$"))
+  else
+    stored = tonumber(string.match(current, "^(%d+):"))
+  end
   if stored and stored > tonumber(ARGV[1]) then return 0 end
 end
 if ARGV[3] == "0" then
@@ -63,9 +73,12 @@ export const setIfNewer = (
   )
 }
 
-/** The JSON of a stored versioned value, `null` for a tombstone, `undefined` when it is not of our layout. */
+/**
+ * The JSON of a stored versioned value; `null` for a tombstone or a floor (nothing stored); `undefined` when it
+ * is not of our layout.
+ */
 export const versionedJson = (stored: string): string | null | undefined => {
-  if (stored === tombstone) return null
+  if (stored.charCodeAt(0) === 45 /* - */) return /^-\d*:$/.test(stored) ? null : undefined
   const colon = stored.indexOf(":")
   if (colon <= 0) return undefined
   for (let i = 0; i < colon; i++) {
