@@ -96,7 +96,7 @@ export const repositoryLayer = (schema: string, namespace: string) => {
       name: "bench-tasks-l2"
     })
   )
-  return Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make({ l2Versioned: true })).pipe(
+  return Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make()).pipe(
     Layer.provideMerge(parts),
     Layer.provideMerge(clientsWithCleanup(schema, namespace))
   )

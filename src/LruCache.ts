@@ -20,11 +20,21 @@ import { validateCapacity, validateTimeToLive } from "./internal/options.js"
  * @since 0.1.0
  * @category models
  */
-export interface Options {
+export interface Options<V = unknown> {
   /** The most entries held; a write beyond it evicts the least recently used entry. */
   readonly capacity: number
   /** How long an entry lives after it was written, unless the write gives its own. Default: forever. */
   readonly timeToLive?: Duration.DurationInput
+  /**
+   * The version of a value (a counter that grows with every change). With it the tier is versioned, as a
+   * `RedisCache` with `version` is: a write older than what the key holds is refused, and `invalidate` leaves a
+   * tombstone that refuses every write for `tombstoneTimeToLive` (tombstones take a slot, like entries). An
+   * in-memory stand-in for a shared versioned tier, for tests of several instances without Redis.
+   * Default: none.
+   */
+  readonly version?: (value: V) => number
+  /** How long a tombstone refuses writes in a versioned tier. Default: 30 seconds. */
+  readonly tombstoneTimeToLive?: Duration.DurationInput
   /** The name the metrics are tagged with. Default: `"lru"` for `make`, the tag's key for `layer`. */
   readonly name?: string
   /** Whether to record metrics. Default: true. */
@@ -42,11 +52,15 @@ export interface Options {
  * @since 0.1.0
  * @category constructors
  */
-export const make = <K, V>(options: Options): Effect.Effect<Cache<K, V>, Cause.IllegalArgumentException> =>
+export const make = <K, V>(options: Options<V>): Effect.Effect<Cache<K, V>, Cause.IllegalArgumentException> =>
   Effect.gen(function*() {
     const name = options.name ?? "lru"
     const capacity = yield* validateCapacity(options.capacity, name)
     const defaultTimeToLive = yield* validateTimeToLive(options.timeToLive, name)
+    const versioning = options.version === undefined ? undefined : {
+      version: options.version,
+      tombstoneMillis: yield* validateTimeToLive(options.tombstoneTimeToLive ?? "30 seconds", name, "tombstoneTimeToLive")
+    }
     const clock = yield* Effect.clock
     const labels = { cache: name, tier: "lru" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
@@ -61,7 +75,7 @@ export const make = <K, V>(options: Options): Effect.Effect<Cache<K, V>, Cause.I
         }
         : undefined
     )
-    return MemoryTier.make({ name, entries, defaultTimeToLive, clock, metrics })
+    return MemoryTier.make({ name, entries, defaultTimeToLive, clock, metrics, ...(versioning === undefined ? {} : { versioning }) })
   })
 
 /**
@@ -77,6 +91,6 @@ export const make = <K, V>(options: Options): Effect.Effect<Cache<K, V>, Cause.I
  */
 export const layer = <I, K, V, E>(
   tag: Context.Tag<I, Cache<K, V, E>>,
-  options: Options
+  options: Options<V>
 ): Layer.Layer<I, Cause.IllegalArgumentException> =>
   Layer.effect(tag, make<K, V>({ ...options, name: options.name ?? tag.key }))

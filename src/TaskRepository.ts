@@ -1,6 +1,6 @@
 /**
- * The composed task service: `TaskStore` behind an L1 `LruCache` and an L2 `RedisCache`, with batched
- * singleflight loads, write-through and metrics. Two ready layers: `layer` (Postgres and Redis from `Config`)
+ * The task service: a `CachedStore` of tasks over `TaskStore`, with an L1 `LruCache` and an L2 `RedisCache`
+ * (and the invalidation bus) or an in-memory L2. Two ready layers: `layer` (Postgres and Redis from `Config`)
  * and `layerEmbedded` (nothing to install).
  *
  * @since 0.1.0
@@ -12,26 +12,21 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { Scope } from "effect/Scope"
 import * as Cache from "./Cache.js"
+import * as CachedStore from "./CachedStore.js"
 import * as InvalidationBus from "./InvalidationBus.js"
 import type * as CacheMetrics from "./CacheMetrics.js"
 import * as LruCache from "./LruCache.js"
-import * as MultiLevelCache from "./MultiLevelCache.js"
 import * as RedisCache from "./RedisCache.js"
 import { settle } from "./internal/settle.js"
 import * as RedisClient from "./RedisClient.js"
 import { StoreError, Task, TaskId, type TaskInput, TaskNotFound } from "./Task.js"
 import * as TaskStore from "./TaskStore.js"
-import * as WriteThrough from "./WriteThrough.js"
-
-/** Whether a failed write may have been applied all the same. */
-const isUnknownStoreOutcome = (error: unknown): boolean => error instanceof StoreError && error.unknownOutcome === true
 
 /**
  * The L1 tier of tasks: in memory, per instance.
@@ -97,8 +92,6 @@ export class TaskRepository extends Context.Tag("@rms/cache/TaskRepository")<Tas
 export interface Options {
   /** The longest an L2 call may take before the repository skips L2 for that call. Default: 250 ms. */
   readonly l2Timeout?: Duration.DurationInput
-  /** Whether the L2 in context keeps the newest version of a task whatever the order of writes. Default: false. */
-  readonly l2Versioned?: boolean
   /** After this many consecutive failed L2 calls, L2 is skipped for `l2BreakerCooldown`. Default: 5. */
   readonly l2BreakerFailures?: number
   /** How long L2 is skipped once the breaker opens, before one call probes it. Default: 5 seconds. */
@@ -112,9 +105,14 @@ export interface Options {
   readonly maxBatchSize?: number
 }
 
+/** How a failed task write left Postgres. */
+const classify = (error: StoreError | TaskNotFound): CachedStore.WriteOutcome =>
+  error._tag === "TaskNotFound" ? "absent" : error.unknownOutcome === true ? "unknown" : "refused"
+
 /**
- * Builds the repository over the `TaskStore`, `TaskL1` and `TaskL2` in context. With `TaskInvalidations` in
- * context too, every write is published to the other instances, and their writes drop keys from this L1.
+ * Builds the repository: a `CachedStore` of tasks over the `TaskStore`, `TaskL1` and `TaskL2` in context, and
+ * `TaskInvalidations` when present (every write is then published to the other instances, and theirs drop ids
+ * from this L1).
  *
  * @since 0.1.0
  * @category constructors
@@ -124,88 +122,30 @@ export const make = (
 ): Effect.Effect<Service, Cause.IllegalArgumentException, TaskStore.TaskStore | TaskL1 | TaskL2 | Scope> =>
   Effect.gen(function*() {
     const store = yield* TaskStore.TaskStore
-    const l1 = yield* TaskL1
-    const l2 = yield* TaskL2
     const bus = yield* Effect.serviceOption(TaskInvalidations)
-    const scope = yield* Effect.scope
-    const recheckAfter = options.unknownOutcomeRecheck ?? "10 seconds"
-    const publishAll = (ids: ReadonlyArray<TaskId>) => (Option.isSome(bus) ? bus.value.publish(ids) : Effect.void)
-    const cache = yield* MultiLevelCache.make<TaskId, Task, StoreError, never>({
-      // L2 was brought back in step for these ids after missing their writes: other instances may have read
-      // the older tasks there meanwhile.
-      onRepaired: publishAll,
+    const tasks = yield* CachedStore.make({
       name: "tasks",
-      tiers: [l1, {
-        cache: l2,
+      store: { getMany: store.getMany, save: store.save, remove: store.delete },
+      keyOf: (input: TaskInput) => input.id,
+      tiers: [yield* TaskL1, {
+        cache: yield* TaskL2,
         timeout: options.l2Timeout ?? "250 millis",
-        versioned: options.l2Versioned ?? false,
         breaker: { failures: options.l2BreakerFailures ?? 5, cooldown: options.l2BreakerCooldown ?? "5 seconds" }
       }],
-      load: (ids) =>
-        store.getMany(ids).pipe(
-          Effect.withSpan("TaskRepository.load", { captureStackTrace: false, attributes: { ids: ids.length } })
-        ),
+      classify,
+      ...(Option.isSome(bus) ? { invalidations: bus.value } : {}),
+      ...(options.unknownOutcomeRecheck === undefined ? {} : { unknownOutcomeRecheck: options.unknownOutcomeRecheck }),
       ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize })
     })
-    const writes = WriteThrough.make({
-      cache,
-      save: store.save,
-      remove: (id: TaskId) =>
-        store.delete(id).pipe(
-          // Not in the store: make sure no tier still serves it either.
-          Effect.tapError((error) => error._tag === "TaskNotFound" ? Effect.ignore(cache.invalidate(id)) : Effect.void)
-        ),
-      keyOfInput: (input: TaskInput) => input.id,
-      isUnknownOutcome: isUnknownStoreOutcome
-    })
-
-    if (Option.isSome(bus)) {
-      yield* bus.value.listen({
-        onInvalidate: (ids) => cache.invalidateNearest(ids),
-        onGap: cache.invalidateNearestAll
-      })
-    }
-    /**
-     * After a write has reached the tiers (or was interrupted with an unknown outcome, or found the task gone),
-     * the other instances hear of the id. Publishing never fails the write.
-     */
-    const publish = (id: TaskId) => publishAll([id])
-    /**
-     * A write whose outcome is unknown may still land in Postgres after a load has cached the value it
-     * replaces: the id is invalidated (and published) once more after `unknownOutcomeRecheck`.
-     */
-    const recheck = (id: TaskId) =>
-      Effect.sleep(recheckAfter).pipe(
-        Effect.zipRight(Effect.ignore(cache.invalidate(id))),
-        Effect.zipRight(publish(id)),
-        // Forked from a write's exit, which is uninterruptible: the recheck itself must not be.
-        Effect.interruptible,
-        Effect.forkIn(scope),
-        Effect.asVoid
-      )
-    const announce = <A, E>(id: TaskId, write: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-      Effect.onExit(write, (exit) => {
-        if (Exit.isSuccess(exit)) return publish(id)
-        const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
-        if (error instanceof TaskNotFound) return publish(id)
-        if (Exit.isInterrupted(exit) || isUnknownStoreOutcome(error)) return Effect.zipRight(publish(id), recheck(id))
-        return Effect.void
-      })
-
+    const span = (name: string, id: TaskId) => Effect.withSpan(`TaskRepository.${name}`, { captureStackTrace: false, attributes: { id } })
     return {
-      // No span on reads: an L1 hit costs less than a span. Loads and writes have theirs.
-      get: (id) => Effect.catchTag(cache.get(id), "CacheMiss", () => Effect.fail(new TaskNotFound({ id }))),
-      getMany: (ids) => cache.getMany(ids),
-      save: (input) =>
-        announce(input.id, writes.save(input)).pipe(
-          Effect.withSpan("TaskRepository.save", { captureStackTrace: false, attributes: { id: input.id } })
-        ),
-      delete: (id) =>
-        announce(id, writes.delete(id)).pipe(
-          Effect.withSpan("TaskRepository.delete", { captureStackTrace: false, attributes: { id } })
-        ),
-      metrics: cache.metrics,
-      l2Breaker: Effect.map(cache.breakers, (states) => states[1]!)
+      // No span on reads: an L1 hit costs less than a span. Loads (TaskStore.getMany) and writes have theirs.
+      get: (id) => Effect.catchTag(tasks.get(id), "CacheMiss", () => Effect.fail(new TaskNotFound({ id }))),
+      getMany: tasks.getMany,
+      save: (input) => tasks.save(input).pipe(span("save", input.id)),
+      delete: (id) => tasks.delete(id).pipe(span("delete", id)),
+      metrics: tasks.metrics,
+      l2Breaker: Effect.map(tasks.breakers, (states) => states[1]!)
     }
   })
 
@@ -251,15 +191,14 @@ export type Settings = Config.Config.Success<typeof config>
 
 /**
  * The repository and its store over the `SqlClient` in context, with the L1 from `config` and the L2 that
- * `l2` builds from the same settings (`versioned: true` when it keeps the newest version of a task whatever the
- * order of writes, as `l2Redis` does). The other layers are this one with a particular L2.
+ * `l2` builds from the same settings (with the bus, when it is shared). The other layers are this one with a
+ * particular L2.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerWithL2 = <E, R>(
-  l2: (settings: Settings) => Layer.Layer<TaskL2 | TaskInvalidations, E, R> | Layer.Layer<TaskL2, E, R>,
-  options: { readonly versioned?: boolean } = {}
+  l2: (settings: Settings) => Layer.Layer<TaskL2 | TaskInvalidations, E, R> | Layer.Layer<TaskL2, E, R>
 ): Layer.Layer<
   TaskRepository | TaskStore.TaskStore,
   E | StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException,
@@ -271,7 +210,6 @@ export const layerWithL2 = <E, R>(
         TaskRepository,
         make({
           l2Timeout: settings.l2Timeout,
-          l2Versioned: options.versioned ?? false,
           l2BreakerFailures: settings.l2BreakerFailures,
           l2BreakerCooldown: settings.l2BreakerCooldown
         })
@@ -338,7 +276,7 @@ export const l2Memory = (settings: Settings): Layer.Layer<TaskL2, Cause.IllegalA
  * @since 0.1.0
  * @category layers
  */
-export const layerFromClients = layerWithL2(l2Redis, { versioned: true })
+export const layerFromClients = layerWithL2(l2Redis)
 
 /**
  * The repository (and its store) on real services: Postgres at `DATABASE_URL` and Redis at `REDIS_URL`, tiers

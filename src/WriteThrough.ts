@@ -1,15 +1,14 @@
 /**
- * Write-through: the store is written first, and only then the cache — so a failed store write leaves every
- * tier as it was, and a successful one is never followed by a stale tier.
+ * Write-through over one cache: the store is written first, and only then the cache — so a failed store write
+ * leaves the cache as it was, and a successful one is never followed by a stale cache.
  *
  * @since 0.1.0
  */
-import * as Effect from "effect/Effect"
 import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { Cache } from "./Cache.js"
-import type { MultiLevelCache } from "./MultiLevelCache.js"
 
 /**
  * The store operations a write-through cache wraps.
@@ -18,7 +17,7 @@ import type { MultiLevelCache } from "./MultiLevelCache.js"
  * @category models
  */
 export interface Options<K, V, I, E1, E2, R1, R2> {
-  /** The cache kept in step (usually a `MultiLevelCache`, which writes every tier). */
+  /** The cache kept in step (any tier, a `MultiLevelCache` included). */
   readonly cache: Cache<K, V, unknown>
   /** Writes `input` to the store and returns what was stored. */
   readonly save: (input: I) => Effect.Effect<V, E1, R1>
@@ -56,9 +55,10 @@ export interface WriteThrough<K, V, I, E1, E2, R1, R2> {
  * - Once the store has answered, updating the cache runs to the end even if the caller is interrupted, and a
  *   failing cache write never fails the operation: the store is the source of truth (if setting the value
  *   fails, the key is invalidated instead).
- * - With a `MultiLevelCache`, each write is registered before the store write begins: if another write or
- *   invalidation of the key (from this instance or another) comes before this one reaches the cache, this
- *   one's value does not go into the nearest tier, so concurrent writers cannot leave an older value there.
+ *
+ * It is the simple combinator: the cache follows each write as it ends, so two concurrent writes of one key
+ * may reach the cache in the opposite order to the store's. For concurrent writers, several instances, or a
+ * multi-level cache whose loads may race the writes, use `CachedStore`, which orders them.
  *
  * @since 0.1.0
  * @category constructors
@@ -72,52 +72,22 @@ export const make = <K, V, I, E1, E2, R1, R2>(
   const maybeWritten = (exit: Exit.Exit<unknown, E1 | E2>): boolean =>
     Exit.isInterrupted(exit) ||
     (Exit.isFailure(exit) && Option.exists(Cause.failureOption(exit.cause), isUnknownOutcome))
-  const tracked = isMultiLevel(cache) ? cache : undefined
 
-  /** Runs a store write of `key` and brings the cache in step with its outcome (`stored` of its value). */
-  const write = <A, E, R>(
-    key: K,
-    storeWrite: Effect.Effect<A, E, R>,
-    stored: (exit: Exit.Exit<A, E>) => Option.Option<Option.Option<V>>
-  ): Effect.Effect<A, E, R> => {
-    // `stored(exit)`: None → the store did not change; Some(None) → invalidate; Some(Some(v)) → store v.
-    if (tracked === undefined) {
-      return Effect.uninterruptibleMask((restore) =>
-        restore(storeWrite).pipe(Effect.onExit((exit) =>
-          Option.match(stored(exit), {
-            onNone: () => Effect.void,
-            onSome: Option.match({
-              onNone: () => Effect.ignore(cache.invalidate(key)),
-              onSome: (value) => cache.set(key, value).pipe(Effect.catchAll(() => Effect.ignore(cache.invalidate(key))))
-            })
-          })
-        ))
-      )
-    }
-    return Effect.acquireUseRelease(
-      tracked.beginWrite(key),
-      () => storeWrite,
-      (pending, exit) =>
-        Option.match(stored(exit), {
-          onNone: () => tracked.cancelWrite(pending),
-          onSome: (value) => tracked.completeWrite(pending, value)
-        })
+  /** Runs a store write of `key`, then brings the cache in step with its outcome. */
+  const write = <A, E extends E1 | E2, R>(key: K, storeWrite: Effect.Effect<A, E, R>, onSuccess: (value: A) => Effect.Effect<void>) =>
+    Effect.uninterruptibleMask((restore) =>
+      restore(storeWrite).pipe(Effect.onExit((exit) => {
+        if (Exit.isSuccess(exit)) return onSuccess(exit.value)
+        return maybeWritten(exit) ? Effect.ignore(cache.invalidate(key)) : Effect.void
+      }))
     )
-  }
 
   return {
-    save: (input) =>
-      write(options.keyOfInput(input), options.save(input), (exit) => {
-        if (Exit.isSuccess(exit)) return Option.some(Option.some(exit.value))
-        // Interrupted mid-write, or an unknown outcome: the store may or may not have the new value, so the
-        // cache must not keep the old one.
-        return maybeWritten(exit) ? Option.some(Option.none()) : Option.none()
-      }),
-    delete: (key) =>
-      write(key, options.remove(key), (exit) =>
-        Exit.isSuccess(exit) || maybeWritten(exit) ? Option.some(Option.none()) : Option.none())
+    save: (input) => {
+      const key = options.keyOfInput(input)
+      return write(key, options.save(input), (value) =>
+        cache.set(key, value).pipe(Effect.catchAll(() => Effect.ignore(cache.invalidate(key)))))
+    },
+    delete: (key) => write(key, options.remove(key), () => Effect.ignore(cache.invalidate(key)))
   }
 }
-
-const isMultiLevel = <K, V>(cache: Cache<K, V, unknown>): cache is MultiLevelCache<K, V, unknown> =>
-  "beginWrite" in cache && "completeWrite" in cache && "cancelWrite" in cache

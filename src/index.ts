@@ -9,6 +9,9 @@
 /** The contract every tier implements, its errors, and `Cache.Tag` for declaring typed cache services. */
 export * as Cache from "./Cache.js"
 
+/** Any entity's store behind tiers, with write-through and the write protocol that keeps them in step. */
+export * as CachedStore from "./CachedStore.js"
+
 /** Effect `Metric`s for caches and the `stats` snapshot. */
 export * as CacheMetrics from "./CacheMetrics.js"
 

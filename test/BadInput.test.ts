@@ -20,7 +20,7 @@ import { cleanNamespaceOnClose, rawRedis, redisUrl, uniqueNamespace } from "./su
 
 const schema = uniqueSchema("badinput")
 const namespace = uniqueNamespace("badinput")
-const repository = Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make({ l2Versioned: true })).pipe(
+const repository = Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make()).pipe(
   Layer.provideMerge(Layer.mergeAll(
     TaskStore.layer({ schema }),
     LruCache.layer(TaskRepository.TaskL1, { capacity: 100, name: "badinput-l1" }),

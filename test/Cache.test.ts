@@ -3,11 +3,21 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Cache from "../src/Cache.js"
 import * as LruCache from "../src/LruCache.js"
+import * as MultiLevelCache from "../src/MultiLevelCache.js"
 import * as TtlCache from "../src/TtlCache.js"
 import { conformance } from "./support/conformance.js"
 
 conformance("LruCache", (name) => LruCache.make<string, string>({ capacity: 100, name }))
 conformance("TtlCache", (name) => TtlCache.make<string, string>({ timeToLive: "1 hour", name }))
+// Versioned, every value at one version: each write replaces the last, as in a plain tier.
+conformance("LruCache, versioned", (name) => LruCache.make<string, string>({ capacity: 100, name, version: () => 1 }))
+conformance("MultiLevelCache", (name) =>
+  Effect.gen(function*() {
+    const l1 = yield* LruCache.make<string, string>({ capacity: 100, name: `${name}-l1` })
+    const l2 = yield* LruCache.make<string, string>({ capacity: 1000, name: `${name}-l2`, version: () => 1 })
+    // A loader with nothing: what the tiers do not hold does not exist.
+    return yield* MultiLevelCache.make({ name, tiers: [l1, { cache: l2, timeout: "1 second" }], load: () => Effect.succeed(new Map()) })
+  }))
 
 class Users extends Cache.Tag("test/Users")<Users, number, { readonly name: string }>() {}
 

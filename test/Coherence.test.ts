@@ -66,7 +66,7 @@ const instance = (schema: string, namespace: string) =>
           )
       }))
     )
-    const layer = Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make({ l2Timeout: settings.l2Timeout, l2Versioned: true })).pipe(
+    const layer = Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make({ l2Timeout: settings.l2Timeout })).pipe(
       Layer.provideMerge(Layer.mergeAll(l1, TaskRepository.l2Redis(settings), store)),
       Layer.provide(Layer.merge(sqlLayer, RedisClient.layer({ url: redisUrl })))
     )

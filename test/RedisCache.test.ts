@@ -29,6 +29,12 @@ conformance("RedisCache", (name) =>
     withRedis
   ))
 
+conformance("RedisCache, versioned", (name) =>
+  RedisCache.make<string, string, string>({ namespace: uniqueNamespace(name), schema: Schema.String, name, version: () => 1 }).pipe(
+    Effect.tap((cache) => Effect.addFinalizer(() => Effect.ignore(cache.invalidateAll))),
+    withRedis
+  ))
+
 const task = new Task({
   id: TaskId.make("t-1"),
   title: "write the tests",

@@ -57,7 +57,6 @@ const repositoryOn = (
       TaskRepository.TaskRepository,
       TaskRepository.make({
         l2Timeout: settings.l2Timeout,
-        l2Versioned: true,
         l2BreakerFailures: settings.l2BreakerFailures,
         l2BreakerCooldown: settings.l2BreakerCooldown
       })

@@ -42,7 +42,6 @@ const instance = (url: string, settings: TaskRepository.Settings) =>
     Layer.build(
       Layer.scoped(TaskRepository.TaskRepository, TaskRepository.make({
         l2Timeout: settings.l2Timeout,
-        l2Versioned: true,
         l2BreakerFailures: settings.l2BreakerFailures,
         l2BreakerCooldown: settings.l2BreakerCooldown
       })).pipe(

@@ -25,5 +25,5 @@ const sql = usePostgres ? TaskStore.layerPgConfig : TaskRepository.layerEmbedded
 
 /** The repository and its store. */
 export const RepositoryLive = useRedis
-  ? TaskRepository.layerWithL2(TaskRepository.l2Redis, { versioned: true }).pipe(Layer.provide(Layer.merge(sql, RedisClient.layerConfig)))
+  ? TaskRepository.layerWithL2(TaskRepository.l2Redis).pipe(Layer.provide(Layer.merge(sql, RedisClient.layerConfig)))
   : TaskRepository.layerWithL2(TaskRepository.l2Memory).pipe(Layer.provide(sql))

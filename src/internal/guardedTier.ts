@@ -13,6 +13,7 @@ import type * as Scope from "effect/Scope"
 import type { Cache } from "../Cache.js"
 import type { CacheMetrics } from "../CacheMetrics.js"
 import { CircuitBreaker } from "./circuitBreaker.js"
+import type { WriteProtocol } from "./writeProtocol.js"
 
 /** The most dirty keys remembered one by one; past it, the whole tier is invalidated on recovery. */
 const maxDirtyKeys = 10_000
@@ -61,9 +62,22 @@ export class GuardedTier<K, V> {
     private readonly scope: Scope.Scope,
     private readonly refresh: (keys: ReadonlyArray<K>) => Effect.Effect<Refresh<K, V>, unknown>,
     private readonly onRepaired: (keys: ReadonlyArray<K>) => Effect.Effect<void>,
-    /** The next tick of the cache above: ticks order its writes, back-fills and repairs (see above). */
-    private readonly nextTick: () => number
+    /** The write protocol of the cache above: its ticks order writes, back-fills and repairs (see above). */
+    private readonly protocol: WriteProtocol<K>
   ) {}
+
+  /** The next tick of the cache above. */
+  private nextTick(): number {
+    return this.protocol.tick()
+  }
+
+  /**
+   * Marks `keys` dirty here as of now: a write made elsewhere missed this tier (another instance said so), so
+   * what it holds for them may be older than the store. They are misses on reads here until repaired.
+   */
+  markStale(keys: ReadonlyArray<K>): void {
+    this.markDirty(keys, this.nextTick())
+  }
 
   /** Whether some keys of this tier may be stale. */
   get isDirty(): boolean {

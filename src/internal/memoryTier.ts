@@ -29,6 +29,30 @@ export interface EntryMap<K, V> {
   readonly size: number
 }
 
+/**
+ * An entry of a versioned tier: a value with its version, or nothing (`value` is `absent`) as of a version —
+ * a tombstone (`Infinity`: refuses every write) or a floor (refuses older versions) — until it expires.
+ */
+export class VersionedEntry<V> extends Entry<V> {
+  constructor(
+    value: V,
+    expiresAt: number,
+    readonly version: number
+  ) {
+    super(value, expiresAt)
+  }
+}
+
+/** The value of an entry that holds nothing (a tombstone or a floor). */
+export const absent: unique symbol = Symbol.for("@rms/cache/absent")
+
+/** How a versioned tier orders writes. */
+export interface Versioning<V> {
+  readonly version: (value: V) => number
+  /** How long a tombstone or a floor refuses writes, in milliseconds. */
+  readonly tombstoneMillis: number
+}
+
 /** Whether `entry` may no longer be served at `now`. */
 export const isExpired = (entry: Entry<unknown>, now: number): boolean => entry.expiresAt <= now
 
@@ -43,8 +67,10 @@ export const make = <K, V>(options: {
   readonly defaultTimeToLive: number
   readonly clock: Clock.Clock
   readonly metrics: CacheMetrics
+  /** With it, the tier is versioned (see `Cache.versioned`). */
+  readonly versioning?: Versioning<V>
 }): Cache<K, V> => {
-  const { clock, defaultTimeToLive, entries, metrics, name } = options
+  const { clock, defaultTimeToLive, entries, metrics, name, versioning } = options
 
   const lookup = (key: K): Entry<V> | undefined => {
     const entry = entries.get(key)
@@ -60,21 +86,50 @@ export const make = <K, V>(options: {
       metrics.unsafeSize(entries.size)
       return undefined
     }
+    if (versioning !== undefined && entry.value === absent) {
+      metrics.unsafeMiss()
+      return undefined
+    }
     metrics.unsafeHit()
     return entry
   }
 
-  const store = (key: K, value: V, timeToLive: number): void => {
-    if (timeToLive <= 0) {
-      entries.delete(key)
-    } else {
-      const expiresAt = timeToLive === Infinity ? Infinity : clock.unsafeCurrentTimeMillis() + timeToLive
-      entries.set(key, new Entry(value, expiresAt))
-    }
+  /** The version a live entry under `key` refuses writes below (`-Infinity`: none). */
+  const floorOf = (key: K): number => {
+    const entry = entries.get(key)
+    return entry instanceof VersionedEntry && entry.expiresAt > clock.unsafeCurrentTimeMillis() ? entry.version : -Infinity
   }
+
+  const store = versioning === undefined
+    ? (key: K, value: V, timeToLive: number): void => {
+      if (timeToLive <= 0) {
+        entries.delete(key)
+      } else {
+        const expiresAt = timeToLive === Infinity ? Infinity : clock.unsafeCurrentTimeMillis() + timeToLive
+        entries.set(key, new Entry(value, expiresAt))
+      }
+    }
+    : (key: K, value: V, timeToLive: number): void => {
+      const version = versioning.version(value)
+      if (floorOf(key) > version) return
+      const now = clock.unsafeCurrentTimeMillis()
+      // Dead on arrival: nothing is stored, but older versions stay refused, as after a write of this one.
+      if (timeToLive <= 0) entries.set(key, new VersionedEntry(absent as V, now + versioning.tombstoneMillis, version))
+      else entries.set(key, new VersionedEntry(value, timeToLive === Infinity ? Infinity : now + timeToLive, version))
+    }
+
+  /** Removes `key`; a versioned tier leaves a tombstone that refuses every write for a while. */
+  const remove = versioning === undefined
+    ? (key: K): boolean => entries.delete(key)
+    : (key: K): boolean => {
+      const live = entries.get(key)?.value
+      entries.set(key, new VersionedEntry(absent as V, clock.unsafeCurrentTimeMillis() + versioning.tombstoneMillis, Infinity))
+      return live !== undefined && live !== absent
+    }
 
   return {
     name,
+    versioned: versioning !== undefined,
     get: (key) =>
       Effect.suspend(() => {
         const entry = lookup(key)
@@ -113,7 +168,7 @@ export const make = <K, V>(options: {
       }),
     invalidate: (key) =>
       Effect.sync(() => {
-        if (entries.delete(key)) {
+        if (remove(key)) {
           metrics.unsafeInvalidation()
           metrics.unsafeSize(entries.size)
         }

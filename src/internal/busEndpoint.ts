@@ -1,0 +1,149 @@
+/**
+ * What every invalidation bus shares, whatever carries its messages (Redis pub/sub, an in-process hub): the
+ * listeners and the fibers their work runs in, the stats and metrics, and the keys kept when a publication
+ * failed, published again later.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import type * as Scope from "effect/Scope"
+import * as CacheMetrics from "../CacheMetrics.js"
+import type { Listener, PublishOptions, Stats } from "../InvalidationBus.js"
+
+/** A message between instances: keys (never values), or a request to drop everything. */
+export interface Message<Key> {
+  readonly from: string
+  readonly keys?: ReadonlyArray<Key>
+  /** The writer could not update the shared tiers for these keys: they may hold older values there. */
+  readonly stale?: true
+  readonly all?: true
+}
+
+/** Sends one message; fails (or times out) when it could not. */
+export type Send<Key> = (message: Message<Key>) => Effect.Effect<void, unknown>
+
+type Counter = "published" | "publishFailures" | "received" | "invalidatedKeys" | "gaps"
+
+/** Mutable by design: listeners come and go, counters and kept keys change with every message. */
+export class Endpoint<K, Key> {
+  private readonly listeners = new Set<Listener<K>>()
+  private readonly local: Record<Counter, number> = { published: 0, publishFailures: 0, received: 0, invalidatedKeys: 0, gaps: 0 }
+  private readonly metrics: Record<Counter, ReturnType<typeof CacheMetrics.counter>>
+  /** Keys that could not be published, by whether the shared tiers missed them; `all` past `maxPending`. */
+  private readonly kept = { fresh: new Set<Key>(), stale: new Set<Key>(), all: false }
+
+  constructor(
+    readonly instanceId: string,
+    readonly namespace: string,
+    private readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => unknown,
+    private readonly send: Send<Key>,
+    private readonly decodeKey: (key: Key) => K | undefined,
+    private readonly maxPending: number
+  ) {
+    const labels = { cache: namespace, tier: "bus" }
+    this.metrics = {
+      published: CacheMetrics.counter("cache_bus_published", labels),
+      publishFailures: CacheMetrics.counter("cache_bus_publish_failures", labels),
+      received: CacheMetrics.counter("cache_bus_received", labels),
+      invalidatedKeys: CacheMetrics.counter("cache_bus_invalidated_keys", labels),
+      gaps: CacheMetrics.counter("cache_bus_gaps", labels)
+    }
+  }
+
+  private count(what: Counter, n = 1): void {
+    this.local[what] += n
+    this.metrics[what].unsafeUpdate(n, none)
+  }
+
+  /** Everything local may be stale: every listener drops everything. */
+  gap(): void {
+    this.count("gaps")
+    for (const listener of this.listeners) this.runFork(listener.onGap)
+  }
+
+  /** A message arrived; one of this instance's own is ignored. */
+  receive(message: Message<Key>): void {
+    if (message.from === this.instanceId) return
+    this.count("received")
+    if (message.all === true) return this.gap()
+    const keys: Array<K> = []
+    for (const raw of message.keys ?? []) {
+      const key = this.decodeKey(raw)
+      if (key !== undefined) keys.push(key)
+    }
+    if (keys.length === 0) return
+    this.count("invalidatedKeys", keys.length)
+    const info = { sharedTiersStale: message.stale === true }
+    for (const listener of this.listeners) this.runFork(listener.onInvalidate(keys, info))
+  }
+
+  /** Sends a message; when it cannot be sent its keys are kept for `flush`, and it never fails. */
+  private deliver(message: Message<Key>): Effect.Effect<void> {
+    return Effect.matchEffect(this.send(message), {
+      onFailure: () =>
+        Effect.sync(() => {
+          this.count("publishFailures")
+          const keys = message.keys ?? []
+          const kept = this.kept
+          if (message.all === true || kept.all || kept.fresh.size + kept.stale.size + keys.length > this.maxPending) {
+            kept.all = true
+            kept.fresh.clear()
+            kept.stale.clear()
+          } else {
+            for (const key of keys) (message.stale === true ? kept.stale : kept.fresh).add(key)
+          }
+        }),
+      onSuccess: () => Effect.sync(() => this.count("published"))
+    })
+  }
+
+  publish(keys: ReadonlyArray<Key>, options?: PublishOptions): Effect.Effect<void> {
+    if (keys.length === 0) return Effect.void
+    return this.deliver({
+      from: this.instanceId,
+      keys,
+      ...(options?.sharedTiersStale === true ? { stale: true as const } : {})
+    })
+  }
+
+  get publishAll(): Effect.Effect<void> {
+    return this.deliver({ from: this.instanceId, all: true })
+  }
+
+  /** Publishes what was kept: everything at once, or a request to drop everything when too much was lost. */
+  get flush(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const kept = this.kept
+      if (kept.all) {
+        kept.all = false
+        return this.publishAll
+      }
+      const fresh = Array.from(kept.fresh)
+      const stale = Array.from(kept.stale)
+      kept.fresh.clear()
+      kept.stale.clear()
+      return Effect.zipRight(this.publish(fresh), this.publish(stale, { sharedTiersStale: true }))
+    })
+  }
+
+  listen(listener: Listener<K>): Effect.Effect<void, never, Scope.Scope> {
+    return Effect.acquireRelease(
+      Effect.sync(() => void this.listeners.add(listener)),
+      () => Effect.sync(() => void this.listeners.delete(listener))
+    )
+  }
+
+  get stats(): Effect.Effect<Stats> {
+    return Effect.sync(() => {
+      const kept = this.kept
+      return { ...this.local, pending: kept.all ? Infinity : kept.fresh.size + kept.stale.size }
+    })
+  }
+}
+
+const none: ReadonlyArray<never> = []
+
+/** A runner for listener work in fibers of the current scope: closing it interrupts what a message started. */
+export const listenerRuntime: Effect.Effect<<A, E>(effect: Effect.Effect<A, E>) => unknown, never, Scope.Scope> =
+  Effect.map(FiberSet.makeRuntime<never, unknown, unknown>(), (runFork) => (effect) => runFork(effect))

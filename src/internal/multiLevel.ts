@@ -1,0 +1,337 @@
+/**
+ * The multi-level core shared by `MultiLevelCache` and `CachedStore`: tiers in order behind their guards, the
+ * read path (nearest tier, then one batched load through the farther tiers and the loader, back-filling what
+ * it finds), and the write primitives that keep the tiers in step through the write protocol.
+ *
+ * How a change reaches the tiers (`store`, `drop`): the key changes in the protocol (loads let go of it,
+ * writes in progress are overtaken), the farther tiers are written farthest first, the key changes again (a
+ * load that read a farther tier just before it was written must not fill the nearest tier), then the nearest
+ * tier. A write registered before its store call (a `Pending`) that was overtaken meanwhile puts nothing older
+ * anywhere: a versioned farther tier still gets its value (the tier refuses it if it is older), every other
+ * tier drops the key. A tier that is not versioned is written, then checked: if the write was overtaken while
+ * its value was on the way, the key is dropped there — the overtaking change marks it before it writes or
+ * drops the key itself, so whatever the interleaving, nothing older stays. Back-fills are checked the same
+ * way: a load let go of while it was filling a tier drops what it put there.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import type { Cache, SetOptions } from "../Cache.js"
+import { CacheMiss } from "../Cache.js"
+import * as CacheMetrics from "../CacheMetrics.js"
+import * as BatchedFlight from "./batchedFlight.js"
+import { GuardedTier, makeBreaker, type Refresh } from "./guardedTier.js"
+import { validateTimeToLive } from "./options.js"
+import { type Change, type Pending, WriteProtocol } from "./writeProtocol.js"
+
+export type { Pending } from "./writeProtocol.js"
+
+/** A tier with its guard options (see `MultiLevelCache.Tier`). */
+export interface TierOptions<K, V> {
+  readonly cache: Cache<K, V, unknown>
+  readonly timeout?: Duration.DurationInput
+  readonly breaker?: { readonly failures?: number; readonly cooldown?: Duration.DurationInput }
+}
+
+/** What the core is built from (see `MultiLevelCache.Options`). */
+export interface Options<K, V, E, R> {
+  readonly name: string
+  readonly tiers: ReadonlyArray<Cache<K, V, unknown> | TierOptions<K, V>>
+  readonly load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, V>, E, R>
+  readonly maxBatchSize?: number
+  /** Keys whose values were brought back in step in a farther tier after it missed their writes. */
+  readonly onRepaired?: (keys: ReadonlyArray<K>) => Effect.Effect<void>
+  readonly metrics?: boolean
+}
+
+/** The core: reads, and the write primitives the public modules compose. */
+export interface MultiLevel<K, V, E> {
+  readonly name: string
+  readonly metrics: CacheMetrics.CacheMetrics
+  readonly protocol: WriteProtocol<K>
+  get(key: K): Effect.Effect<V, CacheMiss | E>
+  getOption(key: K): Effect.Effect<Option.Option<V>, E>
+  getMany(keys: Iterable<K>): Effect.Effect<ReadonlyMap<K, V>, E>
+  /** Stores what the store now holds in every tier; `write` is the write's own operation, if registered. */
+  store(entries: ReadonlyArray<readonly [K, V]>, options?: SetOptions, write?: Pending<K>): Effect.Effect<void>
+  /** Drops `keys` from every tier (a delete, an invalidation, a write whose outcome is unknown). */
+  drop(keys: Change<K>, write?: Pending<K>): Effect.Effect<void>
+  /**
+   * Drops `keys` from the nearest tier only: a change made elsewhere, which updated the farther tiers itself —
+   * or could not (`fartherStale`): then they are dirty here too, misses until repaired from the store.
+   */
+  dropNearest(keys: Change<K>, fartherStale: boolean): Effect.Effect<void>
+  /** Whether a farther tier may hold an older value of `key` (a write missed it and it is not repaired yet). */
+  fartherStale(key: K): boolean
+  readonly breakers: Effect.Effect<ReadonlyArray<"closed" | "open" | "half-open">>
+  readonly size: Effect.Effect<number>
+}
+
+const isTierOptions = <K, V>(tier: Cache<K, V, unknown> | TierOptions<K, V>): tier is TierOptions<K, V> =>
+  "cache" in tier
+
+const isCacheMiss = (error: unknown): error is CacheMiss => error instanceof CacheMiss
+
+/** Builds the guard of each tier, validating its options. */
+const guardTiers = <K, V>(
+  options: Options<K, V, unknown, unknown>,
+  context: {
+    readonly protocol: WriteProtocol<K>
+    readonly metrics: CacheMetrics.CacheMetrics
+    readonly refresh: (keys: ReadonlyArray<K>) => Effect.Effect<Refresh<K, V>, unknown>
+    readonly onRepaired: (keys: ReadonlyArray<K>) => Effect.Effect<void>
+  }
+) =>
+  Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const scope = yield* Effect.scope
+    const tiers: Array<GuardedTier<K, V>> = []
+    for (const tier of options.tiers) {
+      const { breaker, cache, timeout } = isTierOptions(tier)
+        ? tier
+        : { cache: tier, timeout: undefined, breaker: undefined }
+      const timeoutMillis = timeout === undefined ? undefined : yield* validateTimeToLive(timeout, options.name, "timeout")
+      const cooldownMillis = yield* validateTimeToLive(breaker?.cooldown ?? "5 seconds", options.name, "breaker cooldown")
+      tiers.push(
+        new GuardedTier(
+          cache,
+          timeoutMillis === undefined ? undefined : Duration.millis(timeoutMillis),
+          makeBreaker(breaker, cooldownMillis),
+          clock,
+          context.metrics,
+          scope,
+          context.refresh,
+          context.onRepaired,
+          context.protocol
+        )
+      )
+    }
+    return tiers
+  })
+
+/**
+ * Builds the core; its loads and repairs run in fibers of the current scope. Fails with
+ * `IllegalArgumentException` for no tiers, or a timeout or cooldown that is not a positive duration.
+ */
+export const make = <K, V, E, R>(
+  options: Options<K, V, E, R>
+): Effect.Effect<MultiLevel<K, V, E>, Cause.IllegalArgumentException, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const name = options.name
+    if (options.tiers.length === 0) {
+      return yield* new Cause.IllegalArgumentException(`cache "${name}": at least one tier is needed`)
+    }
+    const context = yield* Effect.context<R>()
+    const clock = yield* Effect.clock
+    const labels = { cache: name, tier: "multilevel" }
+    const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
+    const protocol = new WriteProtocol<K>()
+    const load = (keys: ReadonlyArray<K>) => Effect.provide(options.load(keys), context)
+
+    /** Reads the store's current values of `keys` for a repair, registered so that later changes skip them. */
+    const refresh = (keys: ReadonlyArray<K>) =>
+      Effect.suspend(() => {
+        const started = keys.map((key) => protocol.begin(key))
+        const byKey = new Map(started.map((operation) => [operation.key, operation]))
+        const done = () => started.forEach((operation) => protocol.end(operation))
+        return load(keys).pipe(
+          Effect.onError(() => Effect.sync(done)),
+          Effect.map((current) => ({
+            current,
+            isCurrent: (key: K) => byKey.get(key)?.overtaken !== true,
+            done
+          }))
+        )
+      })
+
+    const tiers = yield* guardTiers(options, {
+      protocol,
+      metrics,
+      refresh,
+      onRepaired: options.onRepaired ?? (() => Effect.void)
+    })
+    const nearest = tiers[0]!
+    const farther = tiers.slice(1).reverse() // farthest first: see the module's doc
+
+    /**
+     * Stores `entries` in the tier, skipping keys a change has let go of, then drops there the keys let go of
+     * while it was being written (a tier that is not versioned cannot refuse them by itself).
+     */
+    const backfillTier = (tier: GuardedTier<K, V>, entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean) =>
+      Effect.suspend(() => {
+        // Checked and ticked in one step: these entries are newer than every write detached before the tick.
+        const current = entries.filter(([key]) => isCurrent(key))
+        if (current.length === 0) return Effect.void
+        const asOf = protocol.tick()
+        const write = tier.backfill(current.map(([key]) => key), tier.cache.setMany(current), asOf)
+        if (tier.cache.versioned === true) return write
+        return Effect.zipRight(
+          write,
+          Effect.suspend(() => {
+            const overtaken = current.filter(([key]) => !isCurrent(key))
+            return overtaken.length === 0
+              ? Effect.void
+              : tier.write(overtaken.map(([key]) => key), Effect.forEach(overtaken, ([key]) => tier.cache.invalidate(key), { discard: true }), protocol.tick())
+          })
+        )
+      })
+
+    /** Stores `entries` in every tier above `below` (nearest first). */
+    const backfill = (below: number, entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean) =>
+      Effect.forEach(tiers.slice(0, below), (tier) => backfillTier(tier, entries, isCurrent), { discard: true })
+
+    /** Answers a batch of keys that missed the nearest tier: the next tiers in turn, then the loader. */
+    const resolve = (keys: ReadonlyArray<K>, isCurrent: (key: K) => boolean) =>
+      Effect.gen(function*() {
+        const found = new Map<K, V>()
+        let missing = keys
+        for (let level = 1; level < tiers.length && missing.length > 0; level++) {
+          const hits = yield* tiers[level]!.readMany(missing)
+          if (hits.size === 0) continue
+          for (const [key, value] of hits) found.set(key, value)
+          missing = missing.filter((key) => !hits.has(key))
+          yield* backfill(level, [...hits], isCurrent)
+        }
+        metrics.unsafeHit(keys.length - missing.length)
+        if (missing.length === 0) return found
+        metrics.unsafeMiss(missing.length)
+        const loaded = yield* options.load(missing)
+        for (const [key, value] of loaded) found.set(key, value)
+        yield* backfill(tiers.length, [...loaded], isCurrent)
+        return found
+      })
+
+    const flight = BatchedFlight.make<K, V, E, R>(
+      { resolve, metrics, ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize }) },
+      { scope: yield* Effect.scope, clock, context }
+    )
+    protocol.follow((change) => {
+      if (change === "all") flight.detachAll()
+      else for (const key of change) flight.detach(key)
+    })
+
+    /**
+     * Applies a change to the farther tiers (farthest first), then to the nearest, with the key changing in the
+     * protocol before and in between. `asOf` is the change's tick, taken at its first step; a write overtaken
+     * before it has none (its value may be older than the write that overtook it: it clears no dirty mark).
+     */
+    const everyTier = (
+      keys: Change<K>,
+      write: Pending<K> | undefined,
+      asOf: number | undefined,
+      far: (tier: GuardedTier<K, V>) => Effect.Effect<void, unknown>,
+      near: Effect.Effect<void>
+    ) =>
+      Effect.suspend(() => {
+        protocol.change(keys, write)
+        return Effect.forEach(farther, (tier) => Effect.suspend(() => tier.write(keys, far(tier), asOf)), { discard: true })
+      }).pipe(
+        Effect.zipRight(Effect.sync(() => protocol.change(keys, write))),
+        Effect.zipRight(near)
+      )
+
+    const dropFrom = (cache: Cache<K, V, unknown>, keys: Change<K>): Effect.Effect<void, unknown> =>
+      keys === "all" ? cache.invalidateAll : Effect.forEach(keys, (key) => cache.invalidate(key), { discard: true })
+
+    const store = (entries: ReadonlyArray<readonly [K, V]>, setOptions?: SetOptions, write?: Pending<K>) =>
+      Effect.suspend(() => {
+        if (entries.length === 0) return Effect.void
+        const keys = entries.map(([key]) => key)
+        const asOf = write?.overtaken === true ? undefined : protocol.tick()
+        const overtaken = () => write?.overtaken === true
+        return everyTier(
+          keys,
+          write,
+          asOf,
+          // Overtaken: a versioned tier decides by version; another must not keep this value — also when the
+          // write is overtaken while its value is on the way there (written, then checked, as in the nearest).
+          (tier) =>
+            tier.cache.versioned === true
+              ? tier.cache.setMany(entries, setOptions)
+              : overtaken()
+              ? dropFrom(tier.cache, keys)
+              : Effect.zipRight(
+                tier.cache.setMany(entries, setOptions),
+                Effect.suspend(() => (overtaken() ? dropFrom(tier.cache, keys) : Effect.void))
+              ),
+          Effect.suspend(() => {
+            if (overtaken()) return nearest.write(keys, dropFrom(nearest.cache, keys), undefined)
+            // Written, then checked: an overtaking change marked this write before it dropped the key itself.
+            return Effect.zipRight(
+              nearest.write(keys, nearest.cache.setMany(entries, setOptions), asOf),
+              Effect.suspend(() => overtaken() ? nearest.write(keys, dropFrom(nearest.cache, keys), undefined) : Effect.void)
+            )
+          })
+        )
+      })
+
+    const drop = (keys: Change<K>, write?: Pending<K>) =>
+      Effect.suspend(() => {
+        // Dropping is right whatever the order of writes: it always has a tick.
+        const asOf = protocol.tick()
+        return everyTier(keys, write, asOf, (tier) => dropFrom(tier.cache, keys), nearest.write(keys, dropFrom(nearest.cache, keys), asOf))
+      })
+
+    const dropNearest = (keys: Change<K>, fartherStale: boolean) =>
+      Effect.suspend(() => {
+        protocol.change(keys)
+        if (fartherStale && keys !== "all") for (const tier of farther) tier.markStale(keys)
+        return nearest.write(keys, dropFrom(nearest.cache, keys), protocol.tick())
+      })
+
+    const fromNearest = (key: K): boolean => !nearest.isDirty || !nearest.isDirtyKey(key)
+
+    const getOption = (key: K): Effect.Effect<Option.Option<V>, E> =>
+      Effect.flatMap(
+        nearest.read(nearest.cache.getOption(key), Option.none()),
+        (hit) => (Option.isSome(hit) && fromNearest(key) ? Effect.succeed(hit) : flight.get(key))
+      )
+
+    const miss = (key: K) => Effect.fail(new CacheMiss({ key, cache: name }))
+    const value = (key: K) => (found: Option.Option<V>) => Option.isSome(found) ? Effect.succeed(found.value) : miss(key)
+
+    /**
+     * The fast path, for a nearest tier without timeout or breaker (an in-memory L1): its own `get` under one
+     * error handler, so a hit costs that tier's hit and nothing else; any failure of it sends the key on.
+     */
+    const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
+    const get = (key: K): Effect.Effect<V, CacheMiss | E> =>
+      plainNearest && fromNearest(key)
+        ? Effect.catchAll(nearest.cache.get(key), (error) => {
+          if (!isCacheMiss(error)) metrics.unsafeError()
+          return Effect.flatMap(flight.get(key), value(key))
+        })
+        : Effect.flatMap(getOption(key), value(key))
+
+    return {
+      name,
+      metrics,
+      protocol,
+      get,
+      getOption,
+      getMany: (keys) =>
+        Effect.gen(function*() {
+          const asked = Array.from(keys)
+          const near = yield* nearest.readMany(asked)
+          const missing = asked.filter((key) => !near.has(key))
+          if (missing.length === 0) return near
+          const far = yield* flight.getMany(missing)
+          const all = new Map(near)
+          for (const [key, value] of far) all.set(key, value)
+          return all
+        }),
+      store,
+      drop,
+      dropNearest,
+      fartherStale: (key) => farther.some((tier) => tier.isDirty && tier.isDirtyKey(key)),
+      breakers: Effect.sync(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        return tiers.map((tier) => tier.breaker?.state(now) ?? "closed")
+      }),
+      size: nearest.read(nearest.cache.size, 0)
+    }
+  })

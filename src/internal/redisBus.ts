@@ -1,0 +1,116 @@
+/**
+ * The invalidation bus over Redis pub/sub: messages are JSON on `<namespace>:invalidations`, published through
+ * the client's connection and received on a connection of its own, whose losses are gaps.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
+import type { InvalidationBus, Options } from "../InvalidationBus.js"
+import { escapeKeyPart } from "../RedisCache.js"
+import { RedisClient, RedisConnectionError } from "../RedisClient.js"
+import { Endpoint, listenerRuntime, type Message } from "./busEndpoint.js"
+import { redisFailure } from "./redisFailure.js"
+
+/** A message as received, or `undefined` when it is not one of ours. */
+const parseMessage = (text: string): Message<string> | undefined => {
+  try {
+    const data: unknown = JSON.parse(text)
+    if (typeof data !== "object" || data === null || !("from" in data) || typeof data.from !== "string") return undefined
+    if ("all" in data && data.all === true) return { from: data.from, all: true }
+    if ("keys" in data && Array.isArray(data.keys) && data.keys.every((k: unknown) => typeof k === "string")) {
+      return { from: data.from, keys: data.keys, ...("stale" in data && data.stale === true ? { stale: true } : {}) }
+    }
+    return undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Opens the bus over the `RedisClient` in context (see `InvalidationBus.make`). */
+export const make = <K>(
+  options: Options<K>
+): Effect.Effect<InvalidationBus<K>, RedisConnectionError, RedisClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const redis = yield* RedisClient
+    const channel = `${escapeKeyPart(options.namespace)}:invalidations`
+    const encodeKey: (key: K) => string = options.encodeKey ?? String
+    const publishTimeout = options.publishTimeout ?? "250 millis"
+    const endpoint = new Endpoint<K, string>(
+      Crypto.randomUUID(),
+      options.namespace,
+      yield* listenerRuntime,
+      (message) =>
+        Effect.tryPromise(() => redis.client.publish(channel, JSON.stringify(message))).pipe(
+          // Interruptible: a write publishes from its exit, which is not, and the timeout must still hold.
+          Effect.interruptible,
+          Effect.timeoutFail({ duration: publishTimeout, onTimeout: () => "timeout" })
+        ),
+      (raw) => Option.getOrUndefined(options.decodeKey(raw)),
+      options.maxPending ?? 10_000
+    )
+
+    // Resubscribing is done here rather than by ioredis, to know when the subscription is active again.
+    const subscriber = yield* redis.duplicate({ autoResubscribe: false })
+    subscriber.on("message", (from: string, text: string) => {
+      if (from !== channel) return
+      const message = parseMessage(text)
+      if (message !== undefined) endpoint.receive(message)
+    })
+    yield* Effect.tryPromise({
+      try: () => subscriber.subscribe(channel),
+      catch: (cause) => {
+        const failure = redisFailure(cause)
+        return new RedisConnectionError({
+          address: redis.address,
+          reason: `cannot subscribe: ${failure.message}`,
+          ...(failure.code === undefined ? {} : { code: failure.code })
+        })
+      }
+    })
+    // A lost subscription may already have missed messages (a connection found silent by the heartbeat may
+    // have been deaf for seconds): everything local is dropped as soon as ioredis sets out to reconnect, and
+    // again once subscribed again, since messages published while it was down are never delivered. A
+    // resubscription that fails is tried again every `retryInterval`.
+    let subscribed = true
+    subscriber.on("close", () => {
+      subscribed = false
+    })
+    let deaf = false
+    subscriber.on("reconnecting", () => {
+      if (deaf) return
+      deaf = true
+      endpoint.gap()
+    })
+    const resubscribe = () =>
+      subscriber.subscribe(channel).then(() => {
+        if (subscribed) return
+        subscribed = true
+        deaf = false
+        endpoint.gap()
+      }, () => {})
+    subscriber.on("ready", resubscribe)
+
+    yield* Effect.sleep(options.retryInterval ?? "1 second").pipe(
+      Effect.andThen(Effect.sync(() => {
+        if (!subscribed && subscriber.status === "ready") void resubscribe()
+      })),
+      Effect.andThen(endpoint.flush),
+      Effect.catchAllCause((cause) => Effect.logWarning("invalidation bus: retry failed", cause)),
+      Effect.forever,
+      Effect.annotateLogs({ channel }),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    return {
+      instanceId: endpoint.instanceId,
+      channel,
+      publish: (keys, publishOptions) => Effect.suspend(() => endpoint.publish(keys.map(encodeKey), publishOptions)),
+      publishAll: endpoint.publishAll,
+      listen: (listener) => endpoint.listen(listener),
+      stats: endpoint.stats
+    }
+  })
