@@ -121,21 +121,35 @@ export const memoryStore = (options: { readonly delay?: Effect.Effect<void> } = 
  * connection to a shared tier), can be switched down (every call fails), and whose writes can be held on a
  * gate.
  */
-export const view = <K, V, E>(cache: Cache.Cache<K, V, E>, delay: Effect.Effect<void> = Effect.void) => {
+export const view = <K, V, E, F = Refused>(
+  cache: Cache.Cache<K, V, E>,
+  delay: Effect.Effect<void> = Effect.void,
+  /** What a call fails with while the view is down. */
+  failure: () => F = () => new Refused() as F
+) => {
   let down = false
   let gate: Deferred.Deferred<void> | undefined
   // The delay before the call reaches the tier, and again before its answer comes back: a round trip.
-  const through = <A, E2>(effect: Effect.Effect<A, E2>): Effect.Effect<A, E2 | Refused> =>
-    Effect.suspend((): Effect.Effect<A, E2 | Refused> =>
-      down ? Effect.fail(new Refused()) : Effect.zipLeft(Effect.zipRight(delay, effect), delay)
+  const through = <A, E2>(effect: Effect.Effect<A, E2>): Effect.Effect<A, E2 | F> =>
+    Effect.suspend((): Effect.Effect<A, E2 | F> =>
+      down ? Effect.fail(failure()) : Effect.zipLeft(Effect.zipRight(delay, effect), delay)
     )
+  /** Whether only the next write is held (the gate is taken by it). */
+  let once = false
   const write = <A, E2>(effect: Effect.Effect<A, E2>) =>
-    through(Effect.zipRight(Effect.suspend(() => (gate === undefined ? Effect.void : Deferred.await(gate))), effect))
+    through(Effect.zipRight(
+      Effect.suspend(() => {
+        const held = gate
+        if (once) gate = undefined
+        return held === undefined ? Effect.void : Deferred.await(held)
+      }),
+      effect
+    ))
   let answerGate: Deferred.Deferred<void> | undefined
   /** A read whose answer, once read at the tier, can be held on its way back. */
   const read = <A, E2>(effect: Effect.Effect<A, E2>) =>
     through(Effect.zipLeft(effect, Effect.suspend(() => (answerGate === undefined ? Effect.void : Deferred.await(answerGate)))))
-  const tier: Cache.Cache<K, V, E | Refused> = {
+  const tier: Cache.Cache<K, V, E | F> = {
     name: cache.name,
     ...(cache.versioned === undefined ? {} : { versioned: cache.versioned }),
     get: (key) => read(cache.get(key)),
@@ -150,7 +164,17 @@ export const view = <K, V, E>(cache: Cache.Cache<K, V, E>, delay: Effect.Effect<
   return {
     tier,
     setDown: (value: boolean) => void (down = value),
-    holdWrites: Effect.map(Deferred.make<void>(), (d) => (gate = d)),
+    /** Holds every write until `releaseWrites`. */
+    holdWrites: Effect.map(Deferred.make<void>(), (d) => {
+      once = false
+      gate = d
+    }),
+    /** Holds the next write only, until `releaseWrites` is called with the returned gate. */
+    holdNextWrite: Effect.map(Deferred.make<void>(), (d) => {
+      once = true
+      gate = d
+      return d
+    }),
     releaseWrites: Effect.suspend(() => {
       const open = gate
       gate = undefined
