@@ -1,7 +1,10 @@
 /**
  * @rms/cache: Effect-based caching — an exact LRU, a TTL cache with a scoped sweeper, singleflight, metrics, a
- * Redis tier, multi-level caching with write-through, and a task repository composing them over Postgres.
- * Each module is re-exported here as a namespace.
+ * Redis tier, multi-level caching, and `CachedStore` for any entity. Each module is re-exported here as a
+ * namespace; importing this entry loads effect and ioredis only.
+ *
+ * The task domain (over Postgres through @effect/sql) has its own entries, so that its optional peers are
+ * loaded only by those who use it: `@rms/cache/Task`, `@rms/cache/TaskStore`, `@rms/cache/TaskRepository`.
  *
  * @since 0.1.0
  */
@@ -32,15 +35,6 @@ export * as RedisClient from "./RedisClient.js"
 
 /** One shared execution per key among concurrent callers, and its batching form. */
 export * as SingleFlight from "./SingleFlight.js"
-
-/** The task domain: `TaskId`, `Task`, `TaskInput`, `TaskNotFound`, `StoreError`. */
-export * as Task from "./Task.js"
-
-/** The composed task service over the store and the tiers. */
-export * as TaskRepository from "./TaskRepository.js"
-
-/** Tasks in Postgres through @effect/sql. */
-export * as TaskStore from "./TaskStore.js"
 
 /** An in-memory tier whose entries expire, swept by a scoped fiber. */
 export * as TtlCache from "./TtlCache.js"

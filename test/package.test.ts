@@ -1,10 +1,12 @@
 /**
  * `npm run build` produces a package a consumer can import: built into a temporary folder, installed as
- * `node_modules/@rms/cache` of a throwaway consumer, imported by Node and type-checked by tsc.
+ * `node_modules/@rms/cache` of a throwaway consumer that has only what an installer brings (effect and
+ * ioredis: no @effect/sql, no @effect/platform, no PGlite), imported by Node and type-checked by tsc. And
+ * `npm pack` in a fresh clone builds `dist` before packing it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -37,22 +39,65 @@ describe("the built package", () => {
       }
       writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }))
 
+      // Nothing of the SQL side is there: the root entry must not load it.
+      for (const absent of ["@effect/sql", "@effect/sql-pg", "@effect/platform", "@electric-sql/pglite"]) {
+        expect(existsSync(join(dir, "node_modules", absent))).toBe(false)
+      }
+
       const program = `
         import { Effect } from "effect"
-        import { Cache, LruCache } from "@rms/cache"
+        import { Cache, CachedStore, LruCache } from "@rms/cache"
         import * as TtlCache from "@rms/cache/TtlCache"
         class Names extends Cache.Tag("consumer/Names")<Names, number, string>() {}
-        const program = Effect.gen(function*() {
+        const lru = Effect.gen(function*() {
           const names = yield* Names
           yield* names.set(1, "Ada")
           const miss = yield* names.get(2).pipe(Effect.catchTag("CacheMiss", (e) => Effect.succeed("miss " + e.key)))
           return [yield* names.get(1), miss, typeof TtlCache.layer].join(",")
         })
-        const out: string = await Effect.runPromise(program.pipe(Effect.provide(LruCache.layer(Names, { capacity: 2 }))))
+        interface Book { readonly id: string; readonly title: string; readonly version: number }
+        const rows = new Map<string, Book>()
+        const books = Effect.gen(function*() {
+          const store = yield* CachedStore.make({
+            name: "books",
+            store: {
+              getMany: (ids: ReadonlyArray<string>) =>
+                Effect.sync(() => {
+                  const found = new Map<string, Book>()
+                  for (const id of ids) {
+                    const book = rows.get(id)
+                    if (book !== undefined) found.set(id, book)
+                  }
+                  return found
+                }),
+              save: (input: { readonly id: string; readonly title: string }) =>
+                Effect.sync(() => {
+                  const book = { ...input, version: (rows.get(input.id)?.version ?? 0) + 1 }
+                  rows.set(book.id, book)
+                  return book
+                }),
+              remove: (id: string) => Effect.sync(() => void rows.delete(id))
+            },
+            keyOf: (input) => input.id,
+            tiers: [yield* LruCache.make<string, Book>({ capacity: 10 })]
+          })
+          yield* store.save({ id: "b1", title: "Dune" })
+          const read = yield* store.get("b1")
+          yield* store.delete("b1")
+          const gone = yield* store.get("b1").pipe(Effect.catchTag("CacheMiss", () => Effect.succeed("gone")))
+          return read.title + "@" + read.version + "," + gone
+        })
+        const out: string = await Effect.runPromise(
+          Effect.zipWith(
+            lru.pipe(Effect.provide(LruCache.layer(Names, { capacity: 2 }))),
+            Effect.scoped(books),
+            (a, b) => a + "," + b
+          )
+        )
         console.log(out)
       `
       writeFileSync(join(dir, "consumer.ts"), program)
-      writeFileSync(join(dir, "consumer.mjs"), program.replace(/<Names, number, string>/, "").replace(": string", ""))
+
       writeFileSync(
         join(dir, "tsconfig.json"),
         JSON.stringify({
@@ -62,18 +107,18 @@ describe("the built package", () => {
             moduleResolution: "NodeNext",
             strict: true,
             exactOptionalPropertyTypes: true,
-            noEmit: true,
+            outDir: "out",
             types: ["node"]
           },
           files: ["consumer.ts"]
         })
       )
 
-      expect(execFileSync(process.execPath, ["consumer.mjs"], { cwd: dir, encoding: "utf8" }).trim()).toBe(
-        "Ada,miss 2,function"
-      )
-      // Type-checks against the emitted declarations (throws with tsc's output if not).
+      // Type-checks against the emitted declarations (throws with tsc's output if not), then runs.
       execFileSync(process.execPath, [tsc, "-p", join(dir, "tsconfig.json")], { cwd: dir, encoding: "utf8" })
+      expect(execFileSync(process.execPath, ["out/consumer.js"], { cwd: dir, encoding: "utf8" }).trim()).toBe(
+        "Ada,miss 2,function,Dune@1,gone"
+      )
       // Internals stay private.
       expect(() =>
         execFileSync(process.execPath, ["--input-type=module", "-e", `import "@rms/cache/internal/lruMap"`], {
@@ -81,6 +126,31 @@ describe("the built package", () => {
           stdio: "pipe"
         })
       ).toThrow(/ERR_PACKAGE_PATH_NOT_EXPORTED/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 120_000)
+
+  it("is built by npm pack in a fresh clone (prepack), with dist and without tests", () => {
+    const dir = mkdtempSync(join(tmpdir(), "rms-cache-pack-"))
+    try {
+      const clone = join(dir, "clone")
+      execFileSync("git", ["clone", "--quiet", "--no-hardlinks", root, clone])
+      // The working tree's sources, committed or not: what is tested is what would be packed.
+      for (const path of ["src", "package.json", "tsconfig.base.json", "tsconfig.build.json"]) {
+        rmSync(join(clone, path), { recursive: true, force: true })
+        cpSync(join(root, path), join(clone, path), { recursive: true })
+      }
+      symlinkSync(join(root, "node_modules"), join(clone, "node_modules"), "dir")
+      expect(existsSync(join(clone, "dist"))).toBe(false)
+      const [packed] = JSON.parse(
+        execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts=false"], { cwd: clone, encoding: "utf8" })
+      ) as Array<{ readonly files: ReadonlyArray<{ readonly path: string }> }>
+      const files = packed!.files.map((file) => file.path)
+      expect(files).toContain("dist/index.js")
+      expect(files).toContain("dist/index.d.ts")
+      expect(files).toContain("dist/CachedStore.js")
+      expect(files.some((file) => file.startsWith("test/"))).toBe(false)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
