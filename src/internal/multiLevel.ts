@@ -76,10 +76,214 @@ const isTierOptions = <K, V>(tier: Cache<K, V, unknown> | TierOptions<K, V>): ti
 
 const isCacheMiss = (error: unknown): error is CacheMiss => error instanceof CacheMiss
 
+const dropFrom = <K, V>(cache: Cache<K, V, unknown>, keys: Change<K>): Effect.Effect<void, unknown> =>
+  keys === "all" ? cache.invalidateAll : Effect.forEach(keys, (key) => cache.invalidate(key), { discard: true })
+
+/**
+ * The tiers in order behind their guards, and how a change reaches them: the write primitives of the module's
+ * doc, and back-fills. Every method follows the write protocol.
+ */
+class TierChain<K, V> {
+  readonly nearest: GuardedTier<K, V>
+  /** Every tier but the nearest, farthest first. */
+  readonly farther: ReadonlyArray<GuardedTier<K, V>>
+
+  constructor(readonly tiers: ReadonlyArray<GuardedTier<K, V>>, readonly protocol: WriteProtocol<K>) {
+    this.nearest = tiers[0]!
+    this.farther = tiers.slice(1).reverse()
+  }
+
+  /**
+   * Stores `entries` in the tier, skipping keys a change has let go of, then drops there the keys let go of
+   * while it was being written (a tier that is not versioned cannot refuse them by itself).
+   */
+  backfillTier(tier: GuardedTier<K, V>, entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean) {
+    return Effect.suspend(() => {
+      // Checked and ticked in one step: these entries are newer than every write detached before the tick.
+      const current = entries.filter(([key]) => isCurrent(key))
+      if (current.length === 0) return Effect.void
+      const write = tier.backfill(current.map(([key]) => key), tier.cache.setMany(current), this.protocol.tick())
+      if (tier.cache.versioned === true) return write
+      return Effect.zipRight(
+        write,
+        Effect.suspend(() => {
+          const overtaken = current.filter(([key]) => !isCurrent(key)).map(([key]) => key)
+          return overtaken.length === 0 ? Effect.void : tier.write(overtaken, dropFrom(tier.cache, overtaken), this.protocol.tick())
+        })
+      )
+    })
+  }
+
+  /** Stores `entries` in every tier above level `below` (nearest first). */
+  backfill(below: number, entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean) {
+    return Effect.forEach(this.tiers.slice(0, below), (tier) => this.backfillTier(tier, entries, isCurrent), { discard: true })
+  }
+
+  /**
+   * Applies a change to the farther tiers (farthest first), then to the nearest, with the key changing in the
+   * protocol before and in between. `asOf` is the change's tick, taken at its first step; a write overtaken
+   * before it has none (its value may be older than the write that overtook it: it clears no dirty mark).
+   */
+  private everyTier(
+    keys: Change<K>,
+    write: Pending<K> | undefined,
+    asOf: number | undefined,
+    far: (tier: GuardedTier<K, V>) => Effect.Effect<void, unknown>,
+    near: Effect.Effect<void>
+  ): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.protocol.change(keys, write)
+      return Effect.forEach(this.farther, (tier) => Effect.suspend(() => tier.write(keys, far(tier), asOf)), { discard: true })
+    }).pipe(
+      Effect.zipRight(Effect.sync(() => this.protocol.change(keys, write))),
+      Effect.zipRight(near)
+    )
+  }
+
+  /** Stores what the store now holds in every tier; `write` is the write's own operation, if registered. */
+  store(entries: ReadonlyArray<readonly [K, V]>, options: SetOptions | undefined, write: Pending<K> | undefined): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (entries.length === 0) return Effect.void
+      const keys = entries.map(([key]) => key)
+      const { nearest } = this
+      const overtaken = () => write?.overtaken === true
+      const drop = (tier: GuardedTier<K, V>) => dropFrom(tier.cache, keys)
+      return this.everyTier(
+        keys,
+        write,
+        overtaken() ? undefined : this.protocol.tick(),
+        // Overtaken: a versioned tier decides by version; another must not keep this value — also when the
+        // write is overtaken while its value is on the way there (written, then checked, as in the nearest).
+        (tier) =>
+          tier.cache.versioned === true
+            ? tier.cache.setMany(entries, options)
+            : overtaken()
+            ? drop(tier)
+            : Effect.zipRight(tier.cache.setMany(entries, options), Effect.suspend(() => (overtaken() ? drop(tier) : Effect.void))),
+        Effect.suspend(() => {
+          if (overtaken()) return nearest.write(keys, drop(nearest), undefined)
+          // Written, then checked: an overtaking change marked this write before it dropped the key itself.
+          return Effect.zipRight(
+            nearest.write(keys, nearest.cache.setMany(entries, options), this.protocol.tick()),
+            Effect.suspend(() => (overtaken() ? nearest.write(keys, drop(nearest), undefined) : Effect.void))
+          )
+        })
+      )
+    })
+  }
+
+  /** Drops `keys` from every tier. Dropping is right whatever the order of writes: it always has a tick. */
+  drop(keys: Change<K>, write: Pending<K> | undefined): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const asOf = this.protocol.tick()
+      return this.everyTier(keys, write, asOf, (tier) => dropFrom(tier.cache, keys), this.nearest.write(keys, dropFrom(this.nearest.cache, keys), asOf))
+    })
+  }
+
+  /** Drops `keys` from the nearest tier only (see `MultiLevel.dropNearest`). */
+  dropNearest(keys: Change<K>, fartherStale: boolean): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.protocol.change(keys)
+      if (fartherStale && keys !== "all") for (const tier of this.farther) tier.markStale(keys)
+      return this.nearest.write(keys, dropFrom(this.nearest.cache, keys), this.protocol.tick())
+    })
+  }
+
+  fartherStale(key: K): boolean {
+    return this.farther.some((tier) => tier.isDirty && tier.isDirtyKey(key))
+  }
+
+  /** Whether the nearest tier may answer `key` (it did not miss a write of it). */
+  fromNearest(key: K): boolean {
+    return !this.nearest.isDirty || !this.nearest.isDirtyKey(key)
+  }
+}
+
+/** A repair's read of the store: its keys registered first, so that the keys changed meanwhile are skipped. */
+const refresher = <K, V, E>(protocol: WriteProtocol<K>, load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, V>, E>) =>
+  (keys: ReadonlyArray<K>): Effect.Effect<Refresh<K, V>, E> =>
+    Effect.suspend(() => {
+      const started = keys.map((key) => protocol.begin(key))
+      const byKey = new Map(started.map((operation) => [operation.key, operation]))
+      const done = () => started.forEach((operation) => protocol.end(operation))
+      return load(keys).pipe(
+        Effect.onError(() => Effect.sync(done)),
+        Effect.map((current) => ({ current, isCurrent: (key: K) => byKey.get(key)?.overtaken !== true, done }))
+      )
+    })
+
+/** What a batch of keys that missed the nearest tier resolves with: the next tiers in turn, then the loader. */
+const resolver = <K, V, E, R>(
+  chain: TierChain<K, V>,
+  load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, V>, E, R>,
+  metrics: CacheMetrics.CacheMetrics
+) =>
+  (keys: ReadonlyArray<K>, isCurrent: (key: K) => boolean): Effect.Effect<ReadonlyMap<K, V>, E, R> =>
+    Effect.gen(function*() {
+      const { tiers } = chain
+      const found = new Map<K, V>()
+      let missing = keys
+      for (let level = 1; level < tiers.length && missing.length > 0; level++) {
+        const hits = yield* tiers[level]!.readMany(missing)
+        if (hits.size === 0) continue
+        for (const [key, value] of hits) found.set(key, value)
+        missing = missing.filter((key) => !hits.has(key))
+        yield* chain.backfill(level, [...hits], isCurrent)
+      }
+      metrics.unsafeHit(keys.length - missing.length)
+      if (missing.length === 0) return found
+      metrics.unsafeMiss(missing.length)
+      const loaded = yield* load(missing)
+      for (const [key, value] of loaded) found.set(key, value)
+      yield* chain.backfill(tiers.length, [...loaded], isCurrent)
+      return found
+    })
+
+/** The read path: the nearest tier, then the batched flight below it. */
+const readPath = <K, V, E>(
+  name: string,
+  chain: TierChain<K, V>,
+  flight: BatchedFlight.BatchedFlight<K, V, E>,
+  metrics: CacheMetrics.CacheMetrics
+) => {
+  const { nearest } = chain
+  const getOption = (key: K): Effect.Effect<Option.Option<V>, E> =>
+    Effect.flatMap(
+      nearest.read(nearest.cache.getOption(key), Option.none()),
+      (hit) => (Option.isSome(hit) && chain.fromNearest(key) ? Effect.succeed(hit) : flight.get(key))
+    )
+  const miss = (key: K) => Effect.fail(new CacheMiss({ key, cache: name }))
+  const value = (key: K) => (found: Option.Option<V>) => Option.isSome(found) ? Effect.succeed(found.value) : miss(key)
+  /**
+   * The fast path, for a nearest tier without timeout or breaker (an in-memory L1): its own `get` under one
+   * error handler, so a hit costs that tier's hit and nothing else; any failure of it sends the key on.
+   */
+  const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
+  const get = (key: K): Effect.Effect<V, CacheMiss | E> =>
+    plainNearest && chain.fromNearest(key)
+      ? Effect.catchAll(nearest.cache.get(key), (error) => {
+        if (!isCacheMiss(error)) metrics.unsafeError()
+        return Effect.flatMap(flight.get(key), value(key))
+      })
+      : Effect.flatMap(getOption(key), value(key))
+  const getMany = (keys: Iterable<K>): Effect.Effect<ReadonlyMap<K, V>, E> =>
+    Effect.gen(function*() {
+      const asked = Array.from(keys)
+      const near = yield* nearest.readMany(asked)
+      const missing = asked.filter((key) => !near.has(key))
+      if (missing.length === 0) return near
+      const far = yield* flight.getMany(missing)
+      const all = new Map(near)
+      for (const [key, value] of far) all.set(key, value)
+      return all
+    })
+  return { get, getOption, getMany }
+}
+
 /** Builds the guard of each tier, validating its options. */
 const guardTiers = <K, V>(
   options: Options<K, V, unknown, unknown>,
-  context: {
+  parts: {
     readonly protocol: WriteProtocol<K>
     readonly metrics: CacheMetrics.CacheMetrics
     readonly refresh: (keys: ReadonlyArray<K>) => Effect.Effect<Refresh<K, V>, unknown>
@@ -102,11 +306,11 @@ const guardTiers = <K, V>(
           timeoutMillis === undefined ? undefined : Duration.millis(timeoutMillis),
           makeBreaker(breaker, cooldownMillis),
           clock,
-          context.metrics,
+          parts.metrics,
           scope,
-          context.refresh,
-          context.onRepaired,
-          context.protocol
+          parts.refresh,
+          parts.onRepaired,
+          parts.protocol
         )
       )
     }
@@ -131,207 +335,41 @@ export const make = <K, V, E, R>(
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
     const protocol = new WriteProtocol<K>()
     const load = (keys: ReadonlyArray<K>) => Effect.provide(options.load(keys), context)
-
-    /** Reads the store's current values of `keys` for a repair, registered so that later changes skip them. */
-    const refresh = (keys: ReadonlyArray<K>) =>
-      Effect.suspend(() => {
-        const started = keys.map((key) => protocol.begin(key))
-        const byKey = new Map(started.map((operation) => [operation.key, operation]))
-        const done = () => started.forEach((operation) => protocol.end(operation))
-        return load(keys).pipe(
-          Effect.onError(() => Effect.sync(done)),
-          Effect.map((current) => ({
-            current,
-            isCurrent: (key: K) => byKey.get(key)?.overtaken !== true,
-            done
-          }))
-        )
-      })
-
-    const tiers = yield* guardTiers(options, {
-      protocol,
-      metrics,
-      refresh,
-      onRepaired: options.onRepaired ?? (() => Effect.void)
-    })
-    const nearest = tiers[0]!
-    const farther = tiers.slice(1).reverse() // farthest first: see the module's doc
-
-    /**
-     * Stores `entries` in the tier, skipping keys a change has let go of, then drops there the keys let go of
-     * while it was being written (a tier that is not versioned cannot refuse them by itself).
-     */
-    const backfillTier = (tier: GuardedTier<K, V>, entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean) =>
-      Effect.suspend(() => {
-        // Checked and ticked in one step: these entries are newer than every write detached before the tick.
-        const current = entries.filter(([key]) => isCurrent(key))
-        if (current.length === 0) return Effect.void
-        const asOf = protocol.tick()
-        const write = tier.backfill(current.map(([key]) => key), tier.cache.setMany(current), asOf)
-        if (tier.cache.versioned === true) return write
-        return Effect.zipRight(
-          write,
-          Effect.suspend(() => {
-            const overtaken = current.filter(([key]) => !isCurrent(key))
-            return overtaken.length === 0
-              ? Effect.void
-              : tier.write(overtaken.map(([key]) => key), Effect.forEach(overtaken, ([key]) => tier.cache.invalidate(key), { discard: true }), protocol.tick())
-          })
-        )
-      })
-
-    /** Stores `entries` in every tier above `below` (nearest first). */
-    const backfill = (below: number, entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean) =>
-      Effect.forEach(tiers.slice(0, below), (tier) => backfillTier(tier, entries, isCurrent), { discard: true })
-
-    /** Answers a batch of keys that missed the nearest tier: the next tiers in turn, then the loader. */
-    const resolve = (keys: ReadonlyArray<K>, isCurrent: (key: K) => boolean) =>
-      Effect.gen(function*() {
-        const found = new Map<K, V>()
-        let missing = keys
-        for (let level = 1; level < tiers.length && missing.length > 0; level++) {
-          const hits = yield* tiers[level]!.readMany(missing)
-          if (hits.size === 0) continue
-          for (const [key, value] of hits) found.set(key, value)
-          missing = missing.filter((key) => !hits.has(key))
-          yield* backfill(level, [...hits], isCurrent)
-        }
-        metrics.unsafeHit(keys.length - missing.length)
-        if (missing.length === 0) return found
-        metrics.unsafeMiss(missing.length)
-        const loaded = yield* options.load(missing)
-        for (const [key, value] of loaded) found.set(key, value)
-        yield* backfill(tiers.length, [...loaded], isCurrent)
-        return found
-      })
-
+    const chain = new TierChain(
+      yield* guardTiers(options, {
+        protocol,
+        metrics,
+        refresh: refresher(protocol, load),
+        onRepaired: options.onRepaired ?? (() => Effect.void)
+      }),
+      protocol
+    )
     const flight = BatchedFlight.make<K, V, E, R>(
-      { resolve, metrics, ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize }) },
+      {
+        resolve: resolver(chain, options.load, metrics),
+        metrics,
+        ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize })
+      },
       { scope: yield* Effect.scope, clock, context }
     )
+    // Loads let go of a key as soon as it changes.
     protocol.follow((change) => {
       if (change === "all") flight.detachAll()
       else for (const key of change) flight.detach(key)
     })
-
-    /**
-     * Applies a change to the farther tiers (farthest first), then to the nearest, with the key changing in the
-     * protocol before and in between. `asOf` is the change's tick, taken at its first step; a write overtaken
-     * before it has none (its value may be older than the write that overtook it: it clears no dirty mark).
-     */
-    const everyTier = (
-      keys: Change<K>,
-      write: Pending<K> | undefined,
-      asOf: number | undefined,
-      far: (tier: GuardedTier<K, V>) => Effect.Effect<void, unknown>,
-      near: Effect.Effect<void>
-    ) =>
-      Effect.suspend(() => {
-        protocol.change(keys, write)
-        return Effect.forEach(farther, (tier) => Effect.suspend(() => tier.write(keys, far(tier), asOf)), { discard: true })
-      }).pipe(
-        Effect.zipRight(Effect.sync(() => protocol.change(keys, write))),
-        Effect.zipRight(near)
-      )
-
-    const dropFrom = (cache: Cache<K, V, unknown>, keys: Change<K>): Effect.Effect<void, unknown> =>
-      keys === "all" ? cache.invalidateAll : Effect.forEach(keys, (key) => cache.invalidate(key), { discard: true })
-
-    const store = (entries: ReadonlyArray<readonly [K, V]>, setOptions?: SetOptions, write?: Pending<K>) =>
-      Effect.suspend(() => {
-        if (entries.length === 0) return Effect.void
-        const keys = entries.map(([key]) => key)
-        const asOf = write?.overtaken === true ? undefined : protocol.tick()
-        const overtaken = () => write?.overtaken === true
-        return everyTier(
-          keys,
-          write,
-          asOf,
-          // Overtaken: a versioned tier decides by version; another must not keep this value — also when the
-          // write is overtaken while its value is on the way there (written, then checked, as in the nearest).
-          (tier) =>
-            tier.cache.versioned === true
-              ? tier.cache.setMany(entries, setOptions)
-              : overtaken()
-              ? dropFrom(tier.cache, keys)
-              : Effect.zipRight(
-                tier.cache.setMany(entries, setOptions),
-                Effect.suspend(() => (overtaken() ? dropFrom(tier.cache, keys) : Effect.void))
-              ),
-          Effect.suspend(() => {
-            if (overtaken()) return nearest.write(keys, dropFrom(nearest.cache, keys), undefined)
-            // Written, then checked: an overtaking change marked this write before it dropped the key itself.
-            return Effect.zipRight(
-              nearest.write(keys, nearest.cache.setMany(entries, setOptions), asOf),
-              Effect.suspend(() => overtaken() ? nearest.write(keys, dropFrom(nearest.cache, keys), undefined) : Effect.void)
-            )
-          })
-        )
-      })
-
-    const drop = (keys: Change<K>, write?: Pending<K>) =>
-      Effect.suspend(() => {
-        // Dropping is right whatever the order of writes: it always has a tick.
-        const asOf = protocol.tick()
-        return everyTier(keys, write, asOf, (tier) => dropFrom(tier.cache, keys), nearest.write(keys, dropFrom(nearest.cache, keys), asOf))
-      })
-
-    const dropNearest = (keys: Change<K>, fartherStale: boolean) =>
-      Effect.suspend(() => {
-        protocol.change(keys)
-        if (fartherStale && keys !== "all") for (const tier of farther) tier.markStale(keys)
-        return nearest.write(keys, dropFrom(nearest.cache, keys), protocol.tick())
-      })
-
-    const fromNearest = (key: K): boolean => !nearest.isDirty || !nearest.isDirtyKey(key)
-
-    const getOption = (key: K): Effect.Effect<Option.Option<V>, E> =>
-      Effect.flatMap(
-        nearest.read(nearest.cache.getOption(key), Option.none()),
-        (hit) => (Option.isSome(hit) && fromNearest(key) ? Effect.succeed(hit) : flight.get(key))
-      )
-
-    const miss = (key: K) => Effect.fail(new CacheMiss({ key, cache: name }))
-    const value = (key: K) => (found: Option.Option<V>) => Option.isSome(found) ? Effect.succeed(found.value) : miss(key)
-
-    /**
-     * The fast path, for a nearest tier without timeout or breaker (an in-memory L1): its own `get` under one
-     * error handler, so a hit costs that tier's hit and nothing else; any failure of it sends the key on.
-     */
-    const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
-    const get = (key: K): Effect.Effect<V, CacheMiss | E> =>
-      plainNearest && fromNearest(key)
-        ? Effect.catchAll(nearest.cache.get(key), (error) => {
-          if (!isCacheMiss(error)) metrics.unsafeError()
-          return Effect.flatMap(flight.get(key), value(key))
-        })
-        : Effect.flatMap(getOption(key), value(key))
-
     return {
       name,
       metrics,
       protocol,
-      get,
-      getOption,
-      getMany: (keys) =>
-        Effect.gen(function*() {
-          const asked = Array.from(keys)
-          const near = yield* nearest.readMany(asked)
-          const missing = asked.filter((key) => !near.has(key))
-          if (missing.length === 0) return near
-          const far = yield* flight.getMany(missing)
-          const all = new Map(near)
-          for (const [key, value] of far) all.set(key, value)
-          return all
-        }),
-      store,
-      drop,
-      dropNearest,
-      fartherStale: (key) => farther.some((tier) => tier.isDirty && tier.isDirtyKey(key)),
+      ...readPath(name, chain, flight, metrics),
+      store: (entries, setOptions, write) => chain.store(entries, setOptions, write),
+      drop: (keys, write) => chain.drop(keys, write),
+      dropNearest: (keys, fartherStale) => chain.dropNearest(keys, fartherStale),
+      fartherStale: (key) => chain.fartherStale(key),
       breakers: Effect.sync(() => {
         const now = clock.unsafeCurrentTimeMillis()
-        return tiers.map((tier) => tier.breaker?.state(now) ?? "closed")
+        return chain.tiers.map((tier) => tier.breaker?.state(now) ?? "closed")
       }),
-      size: nearest.read(nearest.cache.size, 0)
+      size: chain.nearest.read(chain.nearest.cache.size, 0)
     }
   })
