@@ -8,13 +8,19 @@
  *
  * Embedded Postgres and an in-memory L2 by default; `DATABASE_URL` / `REDIS_URL` switch to real servers.
  * `PORT` (default 3000; 0 picks a free one) sets the port.
+ *
+ * Facing the network (examples/support/http.ts): a body must be `application/json` (415 otherwise), UTF-8 and
+ * nested at most 32 deep (400), and at most `HTTP_MAX_BODY_BYTES` (default 1 MiB; 413, at once when declared
+ * larger); a client slower than `HTTP_HEADERS_TIMEOUT_MS` / `HTTP_REQUEST_TIMEOUT_MS` (10 s / 30 s) to send its
+ * request is cut off (408); a malformed path is a 400; a 400 quotes at most 200 characters of each issue; an
+ * unexpected failure is logged and answered with a JSON 500.
  */
-import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { NodeHttpServer, NodeRuntime } from "@effect/platform-node"
-import { Config, Effect, Layer, ParseResult, Schema } from "effect"
-import { createServer } from "node:http"
+import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { NodeRuntime } from "@effect/platform-node"
+import { Config, Effect, Layer, Schema } from "effect"
 import { Task, TaskBody, TaskId, TaskInput } from "../src/Task.js"
 import { TaskRepository } from "../src/TaskRepository.js"
+import * as Http from "./support/http.js"
 import { prometheusText } from "./support/prometheus.js"
 import { RepositoryLive } from "./support/repository.js"
 
@@ -34,7 +40,7 @@ const router = HttpRouter.empty.pipe(
     "/tasks/:id",
     Effect.gen(function*() {
       const { id } = yield* HttpRouter.schemaPathParams(Params)
-      const body = yield* HttpServerRequest.schemaBodyJson(TaskBody, { errors: "all" })
+      const body = yield* Http.schemaBodyJson(TaskBody)
       const saved = yield* Effect.flatMap(TaskRepository, (repo) => repo.save(new TaskInput({ ...body, id })))
       return yield* taskJson(saved)
     })
@@ -52,16 +58,7 @@ const router = HttpRouter.empty.pipe(
     Effect.map(prometheusText, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
   ),
   HttpRouter.catchTags({
-    ParseError: (error) =>
-      HttpServerResponse.json({
-        error: "invalid request",
-        issues: ParseResult.ArrayFormatter.formatErrorSync(error).map(({ message, path }) => ({
-          path: path.join("."),
-          message
-        }))
-      }, { status: 400 }),
-    RequestError: (error) =>
-      HttpServerResponse.json({ error: `the request body is not valid JSON (${error.reason})` }, { status: 400 }),
+    ParseError: Http.invalidRequest,
     TaskNotFound: (error) => HttpServerResponse.json({ error: error.message }, { status: 404 }),
     StoreError: (error) =>
       Effect.zipRight(
@@ -73,10 +70,12 @@ const router = HttpRouter.empty.pipe(
 
 const ServerLive = Layer.unwrapEffect(
   Effect.map(Config.integer("PORT").pipe(Config.withDefault(3000)), (port) =>
-    NodeHttpServer.layer(createServer, { port, host: "127.0.0.1" }))
+    Http.layerNodeServer({ port, host: "127.0.0.1" }))
 )
 
-HttpServer.serve(router).pipe(
+// The body limit, unsupported media types and malformed bodies are answered by their errors themselves (413,
+// 415, 400: they are `Respondable`); `harden` adds the checks made before routing and the JSON 500.
+HttpServer.serve(Http.harden(router)).pipe(
   HttpServer.withLogAddress,
   // The router drops paths with a parameter over 100 characters as "not found"; let the id's own schema say
   // what is wrong with a long one instead.

@@ -1,10 +1,9 @@
 /**
- * Every example runs to completion on its own (and exits: no open handles) and prints what it claims; the HTTP
- * server answers its routes and stops on SIGTERM.
+ * Every example runs to completion on its own (and exits: no open handles) and prints what it claims. The HTTP
+ * server (examples/http-server.ts) has its own file: test/HttpServer.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { execFile, spawn } from "node:child_process"
-import { once } from "node:events"
+import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import { databaseUrl } from "./support/postgres.js"
@@ -89,72 +88,5 @@ describe("examples", () => {
       await promisify(execFile)("psql", [databaseUrl, "-qc", `DROP SCHEMA IF EXISTS "${schema}" CASCADE`])
       await promisify(execFile)("sh", ["-c", `redis-cli -u ${redisUrl} --scan --pattern 'test%3Ademo%3A${suffix}:*' | xargs -r redis-cli -u ${redisUrl} del`])
     }
-  })
-
-  it.concurrent("http-server.ts serves tasks, rejects bad input clearly, exports metrics, stops on SIGTERM", async () => {
-    const server = spawn(process.execPath, ["--import", "tsx", "examples/http-server.ts"], {
-      cwd: root,
-      env: environment({ PORT: "0" }),
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    try {
-      let output = ""
-      const address = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no address in: ${output}`)), 60_000)
-        server.stdout.on("data", (chunk: Buffer) => {
-          output += chunk.toString()
-          const found = output.match(/Listening on (http:\/\/\S+)/)
-          if (found) {
-            clearTimeout(timer)
-            resolve(found[1]!)
-          }
-        })
-      })
-      const call = async (method: string, path: string, body?: string) => {
-        const response = await fetch(`${address}${path}`, {
-          method,
-          ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } })
-        })
-        const text = await response.text()
-        return { status: response.status, text, json: () => JSON.parse(text) }
-      }
-      const odd = encodeURIComponent("a task: ünï 🔑")
-
-      const put = await call("PUT", `/tasks/${odd}`, JSON.stringify({ title: "write tests", status: "todo" }))
-      expect(put.status).toBe(200)
-      expect(put.json()).toMatchObject({ id: "a task: ünï 🔑", title: "write tests", version: 1 })
-      const get = await call("GET", `/tasks/${odd}`)
-      expect(get.status).toBe(200)
-      expect(get.json()).toStrictEqual(put.json())
-
-      expect((await call("GET", "/tasks/nope")).status).toBe(404)
-      const tooLong = await call("GET", `/tasks/${"x".repeat(10_000)}`)
-      expect(tooLong.status).toBe(400)
-      expect(tooLong.text).toContain("at most 200 characters")
-      const notJson = await call("PUT", "/tasks/x", "{not json")
-      expect(notJson.status).toBe(400)
-      expect(notJson.text).toContain("not valid JSON")
-      const wrongShape = await call("PUT", "/tasks/x", JSON.stringify({ title: " padded ", status: "later" }))
-      expect(wrongShape.status).toBe(400)
-      expect(wrongShape.json().issues.map((i: { path: string }) => i.path).sort()).toStrictEqual(["status", "title"])
-      expect((await call("GET", "/tasks/x")).status).toBe(404) // nothing was stored
-
-      expect((await call("DELETE", `/tasks/${odd}`)).status).toBe(204)
-      expect((await call("GET", `/tasks/${odd}`)).status).toBe(404)
-      expect((await call("DELETE", `/tasks/${odd}`)).status).toBe(404)
-
-      const metrics = await call("GET", "/metrics")
-      expect(metrics.status).toBe(200)
-      expect(metrics.text).toContain("# TYPE cache_hits counter")
-      expect(metrics.text).toMatch(/cache_hits\{cache="tasks-l1",tier="lru"\} \d+/)
-      expect(metrics.text).toMatch(/cache_load_duration_ms_bucket\{cache="tasks",tier="multilevel",time_unit="milliseconds",le="\+Inf"\} \d+/)
-    } finally {
-      server.kill("SIGTERM")
-    }
-    const [code, signal] = await Promise.race([
-      once(server, "exit"),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("server did not stop")), 10_000))
-    ])
-    expect(code === 0 || signal === "SIGTERM" || code === 130 || code === 143).toBe(true)
   })
 })
