@@ -12,7 +12,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Console, Context, Data, Effect, Layer, Option, Schema } from "effect"
 import { Cache, CachedStore, InvalidationBus, LruCache, RedisCache, RedisClient } from "../src/index.js"
-import * as TaskRepository from "../src/TaskRepository.js"
 import * as TaskStore from "../src/TaskStore.js"
 
 // ─── Yours: the entity and its store ─────────────────────────────────────────────────────────────────────
@@ -107,7 +106,7 @@ const program = Effect.gen(function*() {
   const sharedTiers = useServers
     ? RedisTiers
     : Layer.merge(Layer.succeed(ProductL2, memoryL2), Layer.scoped(ProductBus, hub.connect))
-  const sql = useServers ? TaskStore.layerPgConfig : TaskRepository.layerEmbeddedSql
+  const sql = useServers ? TaskStore.layerPgConfig : TaskStore.layerEmbeddedSql
   const store = yield* Layer.build(ProductStoreLive.pipe(Layer.provide(sql), Layer.orDie))
   // Each `Layer.build` is one instance: its own L1, its own connections, its own end of the bus.
   const instance = Layer.build(ProductsLive.pipe(Layer.provide(sharedTiers), Layer.orDie)).pipe(

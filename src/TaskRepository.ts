@@ -14,7 +14,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { Scope } from "effect/Scope"
 import * as Cache from "./Cache.js"
@@ -23,7 +22,6 @@ import * as InvalidationBus from "./InvalidationBus.js"
 import type * as CacheMetrics from "./CacheMetrics.js"
 import * as LruCache from "./LruCache.js"
 import * as RedisCache from "./RedisCache.js"
-import { settle } from "./internal/settle.js"
 import * as RedisClient from "./RedisClient.js"
 import { StoreError, Task, TaskId, type TaskInput, TaskNotFound } from "./Task.js"
 import * as TaskStore from "./TaskStore.js"
@@ -294,43 +292,7 @@ export const layer: Layer.Layer<
 > = layerFromClients.pipe(Layer.provide(Layer.merge(TaskStore.layerPgConfig, RedisClient.layerConfig)))
 
 /**
- * Postgres without installing Postgres: PGlite (Postgres compiled to WebAssembly, in memory) served to
- * @effect/sql-pg over `@electric-sql/pglite-socket` on a loopback port, through one connection. Both packages
- * are optional peer dependencies, loaded only when this layer is built.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerEmbeddedSql: Layer.Layer<SqlClient.SqlClient, StoreError> = Layer.unwrapScoped(
-  Effect.gen(function*() {
-    const fail = (operation: string) => (cause: unknown) => new StoreError({ operation, cause })
-    const { PGlite } = yield* Effect.tryPromise({ try: () => import("@electric-sql/pglite"), catch: fail("load PGlite") })
-    const { PGLiteSocketServer } = yield* Effect.tryPromise({
-      try: () => import("@electric-sql/pglite-socket"),
-      catch: fail("load pglite-socket")
-    })
-    const db = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => PGlite.create(), catch: fail("start PGlite") }),
-      (db) => settle(() => db.close())
-    )
-    const server = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: async () => {
-          const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0 })
-          await server.start()
-          return server
-        },
-        catch: fail("start pglite-socket")
-      }),
-      (server) => settle(() => server.stop())
-    )
-    const url = `postgres://postgres@${server.getServerConn()}/postgres`
-    return TaskStore.layerPg({ url: Redacted.make(url), maxConnections: 1 })
-  })
-)
-
-/**
- * The repository (and its store) with nothing installed: Postgres embedded (`layerEmbeddedSql`) and an
+ * The repository (and its store) with nothing installed: Postgres embedded (`TaskStore.layerEmbeddedSql`) and an
  * in-memory L2 (`l2Memory`), with the same `config`.
  *
  * @since 0.1.0
@@ -339,4 +301,4 @@ export const layerEmbeddedSql: Layer.Layer<SqlClient.SqlClient, StoreError> = La
 export const layerEmbedded: Layer.Layer<
   TaskRepository | TaskStore.TaskStore,
   StoreError | ConfigError.ConfigError | Cause.IllegalArgumentException
-> = layerWithL2(l2Memory).pipe(Layer.provide(layerEmbeddedSql))
+> = layerWithL2(l2Memory).pipe(Layer.provide(TaskStore.layerEmbeddedSql))

@@ -1,14 +1,27 @@
 import { describe, expect, it, layer } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as Context from "effect/Context"
 import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import { Task, TaskId, TaskInput, TaskNotFound } from "../src/Task.js"
 import * as TaskStore from "../src/TaskStore.js"
-import { countingStatements, storeLayer } from "./support/postgres.js"
+import {
+  countingStatements,
+  databaseUrl,
+  dropSchemaOnClose,
+  sqlLayer,
+  storeLayer,
+  uniqueSchema
+} from "./support/postgres.js"
 
 const id = (s: string) => TaskId.make(s)
 const input = (s: string, title = `task ${s}`) => new TaskInput({ id: id(s), title, status: "todo" })
@@ -126,4 +139,120 @@ describe("TaskStore with Postgres unreachable", () => {
       expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "StoreError").toBe(true)
       expect(Date.now() - started).toBeLessThan(10_000)
     }), { timeout: 20_000 })
+})
+
+/** A connection straight to Postgres, beside the store's own pool. */
+class Direct extends Context.Tag("test/TaskStore/Direct")<Direct, SqlClient.SqlClient>() {}
+
+const boundsSchema = uniqueSchema("taskstore_bounds")
+
+// The store on a pool of one connection, with short bounds: the test can take that connection away from it.
+const bounded = Layer.mergeAll(
+  TaskStore.layer({ schema: boundsSchema, acquireTimeout: "300 millis", queryTimeout: "500 millis" }).pipe(
+    Layer.provideMerge(TaskStore.layerPg({ url: Redacted.make(databaseUrl), maxConnections: 1 }))
+  ),
+  Layer.merge(Layer.effect(Direct, SqlClient.SqlClient), dropSchemaOnClose(boundsSchema)).pipe(Layer.provide(sqlLayer))
+)
+
+/** The stored row, read straight from Postgres. */
+const storedRow = (key: string) =>
+  Effect.flatMap(Direct, (sql) =>
+    sql<{ title: string; version: number }>`
+      SELECT title, version FROM ${sql(`${boundsSchema}.tasks`)} WHERE id = ${key}`).pipe(
+    Effect.map((rows) => rows[0])
+  )
+
+layer(bounded, { timeout: "30 seconds", excludeTestServices: true })("TaskStore: acquire and query timeouts", (it) => {
+  it.effect("no connection within acquireTimeout: refused (not unknownOutcome), not sent, not applied", () =>
+    Effect.gen(function*() {
+      const tasks = yield* TaskStore.TaskStore
+      const sql = yield* SqlClient.SqlClient
+      yield* tasks.save(input("held", "before"))
+      const sent = yield* TaskStore.queryCount
+
+      // Someone else holds the pool's one connection while the save waits for it.
+      const failure = yield* Effect.scoped(
+        Effect.gen(function*() {
+          yield* sql.reserve
+          const started = performance.now()
+          const error = yield* Effect.flip(tasks.save(input("held", "during")))
+          return { error, ms: performance.now() - started }
+        })
+      )
+      console.log(`[bounds] refused after ${failure.ms.toFixed(0)} ms: ${failure.error.message}`)
+      expect(failure.error).toMatchObject({ _tag: "StoreError", operation: "save" })
+      expect(failure.error.unknownOutcome).toBeUndefined()
+      expect(failure.ms).toBeGreaterThanOrEqual(250)
+      expect(failure.ms).toBeLessThan(3_000)
+      expect((yield* TaskStore.queryCount) - sent, "the statement was not sent").toBe(0)
+      // The connection is back, and the refused save was not applied.
+      expect(yield* tasks.get(id("held"))).toMatchObject({ title: "before", version: 1 })
+      expect(yield* storedRow("held")).toStrictEqual({ title: "before", version: 1 })
+    }))
+
+  it.effect("sent but unanswered within queryTimeout: unknownOutcome, and Postgres may apply it later", () =>
+    Effect.gen(function*() {
+      const tasks = yield* TaskStore.TaskStore
+      const direct = yield* Direct
+      yield* tasks.save(input("locked", "before"))
+
+      // Another transaction holds the row's lock, so the save is sent and then waits inside Postgres.
+      const locked = yield* Deferred.make<void>()
+      const unlock = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(direct.withTransaction(
+        Effect.gen(function*() {
+          yield* direct`SELECT id FROM ${direct(`${boundsSchema}.tasks`)} WHERE id = 'locked' FOR UPDATE`
+          yield* Deferred.succeed(locked, undefined)
+          yield* Deferred.await(unlock)
+        })
+      ))
+      yield* Deferred.await(locked)
+      const error = yield* Effect.flip(tasks.save(input("locked", "during")))
+      expect(error).toMatchObject({ _tag: "StoreError", operation: "save", unknownOutcome: true })
+      yield* Deferred.succeed(unlock, undefined)
+      yield* Fiber.join(holder)
+
+      // The statement was still waiting for the lock, and Postgres applies it: "unknown" was the truth.
+      const applied = yield* storedRow("locked").pipe(
+        Effect.filterOrFail((row) => row?.version === 2),
+        Effect.retry({ times: 50, schedule: Schedule.spaced("100 millis") })
+      )
+      expect(applied).toStrictEqual({ title: "during", version: 2 })
+      // Its connection went back to the pool once it had been answered.
+      expect((yield* tasks.save(input("locked", "after"))).version).toBe(3)
+    }))
+})
+
+// PGlite, started in this process: live clock, so that the acquire timeout is real time.
+layer(Layer.provideMerge(TaskStore.layer(), TaskStore.layerEmbeddedSql), {
+  timeout: "60 seconds",
+  excludeTestServices: true
+})("TaskStore.layerEmbeddedSql (PGlite)", (it) => {
+  it.effect("saves, reads and deletes through its one connection", () =>
+    Effect.gen(function*() {
+      const tasks = yield* TaskStore.TaskStore
+      const saved = yield* tasks.save(input("embedded"))
+      expect(yield* tasks.get(id("embedded"))).toStrictEqual(saved)
+      expect((yield* tasks.save(input("embedded", "again"))).version).toBe(2)
+      yield* tasks.delete(id("embedded"))
+      expect((yield* Effect.flip(tasks.get(id("embedded"))))._tag).toBe("TaskNotFound")
+    }))
+
+  it.effect("a burst of concurrent saves queues for the one connection within its longer acquire timeout", () =>
+    Effect.gen(function*() {
+      const tasks = yield* TaskStore.TaskStore
+      expect(Duration.toSeconds(yield* TaskStore.AcquireTimeout)).toBe(10)
+      const started = performance.now()
+      const exits = yield* Effect.forEach(
+        Array.from({ length: 1_500 }, (_, i) => input(`embedded-burst-${i}`)),
+        (task) => Effect.exit(tasks.save(task)),
+        { concurrency: "unbounded" }
+      )
+      const failed = exits.filter(Exit.isFailure)
+      console.log(
+        `[embedded] 1,500 concurrent saves through one connection: ${exits.length - failed.length} saved in ` +
+          `${(performance.now() - started).toFixed(0)} ms, ${failed.length} failed`
+      )
+      expect(failed.map(String)).toStrictEqual([])
+    }))
 })

@@ -17,76 +17,95 @@ const environment = (extra: Record<string, string> = {}) => {
   return { ...rest, ...extra }
 }
 
-const run = (file: string, env: Record<string, string> = {}) =>
+/**
+ * Runs an example to its end. `signal` is the test's: when the test times out or is cancelled, the example's
+ * process is killed with it (and after 90 s in any case).
+ */
+const run = (file: string, env: Record<string, string> = {}, signal?: AbortSignal) =>
   promisify(execFile)(process.execPath, ["--import", "tsx", `examples/${file}`], {
     cwd: root,
     timeout: 90_000,
+    killSignal: "SIGKILL",
     encoding: "utf8",
-    env: environment(env)
+    env: environment(env),
+    ...(signal === undefined ? {} : { signal })
   })
 
+// Each example is a process of its own (tsx, and PGlite for some): on two busy cores one can take tens of seconds.
 describe("examples", () => {
-  it.concurrent("lru.ts evicts the least recently used entry", async () => {
-    const { stdout } = await run("lru.ts")
+  it.concurrent("lru.ts evicts the least recently used entry", async ({ signal }) => {
+    const { stdout } = await run("lru.ts", {}, signal)
     expect(stdout).toContain("user 2: <miss 2>")
     expect(stdout).toContain("user 1: Ada")
     expect(stdout).toContain("evictions 1")
-  })
+  }, 90_000)
 
-  it.concurrent("ttl.ts sweeps the expired session and exits", async () => {
-    const { stdout } = await run("ttl.ts")
+  it.concurrent("ttl.ts sweeps the expired session and exits", async ({ signal }) => {
+    const { stdout } = await run("ttl.ts", {}, signal)
     expect(stdout).toContain("after 350 ms: 1 session left, s-1 is gone")
-  })
+  }, 90_000)
 
-  it.concurrent("singleflight.ts runs one load for 100 callers", async () => {
-    const { stdout } = await run("singleflight.ts")
+  it.concurrent("singleflight.ts runs one load for 100 callers", async ({ signal }) => {
+    const { stdout } = await run("singleflight.ts", {}, signal)
     expect(stdout).toContain("loads run: 1; joined: 99")
-  })
+  }, 90_000)
 
-  it.concurrent("metrics.ts prints stats and registry lines", async () => {
-    const { stdout } = await run("metrics.ts")
+  it.concurrent("metrics.ts prints stats and registry lines", async ({ signal }) => {
+    const { stdout } = await run("metrics.ts", {}, signal)
     expect(stdout).toMatch(/hit ratio \d+\.\d %/)
     expect(stdout).toContain(`cache_evictions{cache="squares",tier="lru"}`)
-  })
+  }, 90_000)
 
-  it.concurrent("write-through.ts keeps the cache in step with the store", async () => {
-    const { stdout } = await run("write-through.ts")
+  it.concurrent("write-through.ts keeps the cache in step with the store", async ({ signal }) => {
+    const { stdout } = await run("write-through.ts", {}, signal)
     expect(stdout).toContain(`saved:  "bonjour"`)
     expect(stdout).toContain(`the cache still says "bonjour"`)
     expect(stdout).toContain("delete: the cache no longer has it")
-  })
+  }, 90_000)
 
-  it.concurrent("multi-level.ts batches 1,000 cold reads into one load", async () => {
-    const { stdout } = await run("multi-level.ts")
+  it.concurrent("multi-level.ts batches 1,000 cold reads into one load", async ({ signal }) => {
+    const { stdout } = await run("multi-level.ts", {}, signal)
     expect(stdout).toContain("1 loader call for 1000 keys")
     expect(stdout).toContain("L1 answered 100, L2 900")
-  })
+  }, 90_000)
 
-  it.concurrent("demo.ts (npm start) runs on embedded defaults and reports the comparison", async () => {
-    const { stdout } = await run("demo.ts", { DEMO_TASKS: "300", DEMO_REQUESTS: "2000" })
+  it.concurrent("cached-store.ts caches its own entity on two instances, embedded", async ({ signal }) => {
+    const { stdout } = await run("cached-store.ts", {}, signal)
+    expect(stdout).toContain("embedded Postgres, in-memory L2 and bus")
+    expect(stdout).toContain("B reads 30")
+    expect(stdout).toContain("after A's price cut, B reads 25")
+    expect(stdout).toContain("after B's delete, A reads: not found")
+  }, 90_000)
+
+  it.concurrent("demo.ts (npm start) runs on embedded defaults and reports the comparison", async ({ signal }) => {
+    const { stdout } = await run("demo.ts", { DEMO_TASKS: "300", DEMO_REQUESTS: "2000" }, signal)
     expect(stdout).toContain("embedded Postgres (PGlite), L2 in memory")
     expect(stdout).toMatch(/reads answered by L1 +\d+ \(\d+\.\d %\)/)
+    // L1 holds a sixth of the tasks: L2 answers some of the rest.
+    expect(Number(stdout.match(/reads answered by L2 +(\d+)/)?.[1])).toBeGreaterThan(0)
+    expect(stdout).toMatch(/\d+ req\/s: latency p99/)
+    expect(stdout).toContain("What the figures say:")
     expect(stdout).toMatch(/store queries +[\d,]+ +2,000/)
     expect(stdout).toMatch(/speed-up \d+\.\d×, [\d,]+ store queries saved/)
-  })
+  }, 90_000)
 
-  it.concurrent("demo.ts runs on real Postgres and Redis when DATABASE_URL and REDIS_URL are set", async () => {
+  it.concurrent("demo.ts runs on real Postgres and Redis when DATABASE_URL and REDIS_URL are set", async ({ signal }) => {
     const suffix = `${process.pid}_${Math.random().toString(36).slice(2, 8)}`
     const schema = `test_demo_${suffix}`
-    const { stdout } = await run("demo.ts", {
-      DEMO_TASKS: "300",
-      DEMO_REQUESTS: "2000",
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: redisUrl,
-      TASK_STORE_SCHEMA: schema,
-      TASK_CACHE_NAMESPACE: `test:demo:${suffix}`
-    })
     try {
+      const { stdout } = await run("demo.ts", {
+        DEMO_TASKS: "300",
+        DEMO_REQUESTS: "2000",
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisUrl,
+        TASK_STORE_SCHEMA: schema,
+        TASK_CACHE_NAMESPACE: `test:demo:${suffix}`
+      }, signal)
       expect(stdout).toContain("Postgres at DATABASE_URL, L2 in Redis at REDIS_URL")
       expect(stdout).toMatch(/speed-up \d+\.\d×/)
     } finally {
       await promisify(execFile)("psql", [databaseUrl, "-qc", `DROP SCHEMA IF EXISTS "${schema}" CASCADE`])
       await promisify(execFile)("sh", ["-c", `redis-cli -u ${redisUrl} --scan --pattern 'test%3Ademo%3A${suffix}:*' | xargs -r redis-cli -u ${redisUrl} del`])
     }
-  })
+  }, 90_000)
 })

@@ -21,7 +21,7 @@ export const description = `${usePostgres ? "Postgres at DATABASE_URL" : "embedd
   useRedis ? "L2 in Redis at REDIS_URL" : "L2 in memory"
 }`
 
-const sql = usePostgres ? TaskStore.layerPgConfig : TaskRepository.layerEmbeddedSql
+const sql = usePostgres ? TaskStore.layerPgConfig : TaskStore.layerEmbeddedSql
 
 /** The repository and its store. */
 export const RepositoryLive = useRedis
