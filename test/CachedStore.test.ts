@@ -50,6 +50,22 @@ const sharedTier = (name: string) =>
 const unique = (label: string) => `${label}-${Math.random().toString(36).slice(2, 8)}`
 const versionIn = (found: Option.Option<Row>) => Option.map(found, (row) => row.version)
 
+/**
+ * Two instances on one in-process bus over one store and one shared versioned L2; A reaches L2 through a view
+ * that can hold its writes or be switched down.
+ */
+const twoInstances = (label: string) =>
+  Effect.gen(function*() {
+    const name = unique(label)
+    const store = yield* memoryStore()
+    const hub = yield* InvalidationBus.makeMemoryHub<string>()
+    const shared = yield* sharedTier(name)
+    const aView = view(shared)
+    const a = yield* instance({ name, store, l2: aView.tier, hub })
+    const b = yield* instance({ name, store, l2: shared, hub })
+    return { a, aView, b, shared, store }
+  })
+
 /** Lets every fiber woken so far run to its next wait. */
 const settle = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow(), { discard: true })
 
@@ -221,13 +237,7 @@ describe("CachedStore", () => {
 
   it.scoped("another instance's invalidation received while a write updates L2 overtakes that write's L1 update", () =>
     Effect.gen(function*() {
-      const name = unique("crossing")
-      const store = yield* memoryStore()
-      const hub = yield* InvalidationBus.makeMemoryHub<string>()
-      const shared = yield* sharedTier(name)
-      const aView = view(shared)
-      const a = yield* instance({ name, store, l2: aView.tier, hub })
-      const b = yield* instance({ name, store, l2: shared, hub })
+      const { a, aView, b } = yield* twoInstances("crossing")
       yield* aView.holdWrites // A's Redis write is slow
       const saving = yield* Effect.fork(a.cached.save({ id: "k", text: "by A" })) // v1 in the store
       yield* settle
@@ -241,13 +251,7 @@ describe("CachedStore", () => {
 
   it.scoped("a writer whose L2 is down tells the others, who then do not read the older value from L2", () =>
     Effect.gen(function*() {
-      const name = unique("stale-l2")
-      const store = yield* memoryStore()
-      const hub = yield* InvalidationBus.makeMemoryHub<string>()
-      const shared = yield* sharedTier(name)
-      const aView = view(shared)
-      const a = yield* instance({ name, store, l2: aView.tier, hub })
-      const b = yield* instance({ name, store, l2: shared, hub })
+      const { a, aView, b, shared } = yield* twoInstances("stale-l2")
       yield* a.cached.save({ id: "k", text: "one" })
       yield* settle
       expect((yield* b.cached.get("k")).version).toBe(1) // B's L1 and the shared L2 hold v1

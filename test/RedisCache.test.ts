@@ -12,6 +12,7 @@ import * as RedisCache from "../src/RedisCache.js"
 import * as RedisClient from "../src/RedisClient.js"
 import { Task, TaskId } from "../src/Task.js"
 import { conformance } from "./support/conformance.js"
+import { versionedConformance } from "./support/versionedConformance.js"
 import { monitor, privateRedis, rawRedis, uniqueNamespace, withRedis } from "./support/redis.js"
 
 /** A Redis tier in a fresh namespace, emptied when the test's scope closes. */
@@ -31,6 +32,18 @@ conformance("RedisCache", (name) =>
 
 conformance("RedisCache, versioned", (name) =>
   RedisCache.make<string, string, string>({ namespace: uniqueNamespace(name), schema: Schema.String, name, version: () => 1 }).pipe(
+    Effect.tap((cache) => Effect.addFinalizer(() => Effect.ignore(cache.invalidateAll))),
+    withRedis
+  ))
+
+versionedConformance("RedisCache, versioned", (name) =>
+  RedisCache.make<string, { readonly version: number; readonly text: string }, { readonly version: number; readonly text: string }>({
+    namespace: uniqueNamespace(name),
+    schema: Schema.Struct({ version: Schema.Number, text: Schema.String }),
+    name,
+    version: (value) => value.version,
+    tombstoneTimeToLive: "1 minute"
+  }).pipe(
     Effect.tap((cache) => Effect.addFinalizer(() => Effect.ignore(cache.invalidateAll))),
     withRedis
   ))

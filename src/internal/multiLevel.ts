@@ -23,6 +23,8 @@ import type * as Scope from "effect/Scope"
 import type { Cache, SetOptions } from "../Cache.js"
 import { CacheMiss } from "../Cache.js"
 import * as CacheMetrics from "../CacheMetrics.js"
+import type * as MultiLevelCache from "../MultiLevelCache.js"
+import type { Tier } from "../MultiLevelCache.js"
 import * as BatchedFlight from "./batchedFlight.js"
 import { GuardedTier, makeBreaker, type Refresh } from "./guardedTier.js"
 import { validateTimeToLive } from "./options.js"
@@ -30,22 +32,13 @@ import { type Change, type Pending, WriteProtocol } from "./writeProtocol.js"
 
 export type { Pending } from "./writeProtocol.js"
 
-/** A tier with its guard options (see `MultiLevelCache.Tier`). */
-export interface TierOptions<K, V> {
-  readonly cache: Cache<K, V, unknown>
-  readonly timeout?: Duration.DurationInput
-  readonly breaker?: { readonly failures?: number; readonly cooldown?: Duration.DurationInput }
-}
+/** A tier with its guard options. */
+export type TierOptions<K, V> = Tier<K, V>
 
-/** What the core is built from (see `MultiLevelCache.Options`). */
-export interface Options<K, V, E, R> {
-  readonly name: string
-  readonly tiers: ReadonlyArray<Cache<K, V, unknown> | TierOptions<K, V>>
-  readonly load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, V>, E, R>
-  readonly maxBatchSize?: number
+/** What the core is built from: `MultiLevelCache`'s options, and what to do after a repair. */
+export interface Options<K, V, E, R> extends MultiLevelCache.Options<K, V, E, R> {
   /** Keys whose values were brought back in step in a farther tier after it missed their writes. */
   readonly onRepaired?: (keys: ReadonlyArray<K>) => Effect.Effect<void>
-  readonly metrics?: boolean
 }
 
 /** The core: reads, and the write primitives the public modules compose. */
