@@ -25,6 +25,7 @@ import { view } from "./support/entities.js"
 import { classifyNoteWrite, decodeNoteId, Note, type NoteInput, noteStore } from "./support/notes.js"
 import { tcpProxy } from "./support/outage.js"
 import { dropSchemaOnClose, sqlLayer, uniqueSchema } from "./support/postgres.js"
+import { waitFor } from "./support/wait.js"
 import { cleanNamespaceOnClose, rawRedis, redisUrl, uniqueNamespace } from "./support/redis.js"
 
 /** What the tests see of an entity. */
@@ -188,18 +189,6 @@ const notes: Kit = {
       } satisfies Instance
     })
 }
-
-/** Waits (a bounded time, on the real clock) until `condition` holds. */
-const waitFor = (condition: () => boolean | Effect.Effect<boolean, unknown>, millis = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    for (;;) {
-      const result = condition()
-      if (typeof result === "boolean" ? result : yield* result) return
-      if (Date.now() > deadline) return yield* Effect.dieMessage(`not reached within ${millis} ms`)
-      yield* Effect.sleep("5 millis")
-    }
-  })
 
 const version = (read: Option.Option<Seen>) => Option.map(read, (s) => s.version)
 

@@ -27,6 +27,7 @@ import * as RedisClient from "../src/RedisClient.js"
 import * as TaskStore from "../src/TaskStore.js"
 import { captureLogs } from "./support/logs.js"
 import { freePort, privateRedisWith, rawRedis } from "./support/redis.js"
+import { waitFor } from "./support/wait.js"
 
 class Values extends Cache.Tag("test/secrets/Values")<Values, string, string, Cache.CacheError>() {}
 class Bus extends Context.Tag("test/secrets/Bus")<Bus, InvalidationBus.InvalidationBus<string>>() {}
@@ -60,17 +61,6 @@ const expectNoSecret = (texts: ReadonlyArray<string>, secrets: ReadonlyArray<str
     }
   }
 }
-
-const waitFor = (condition: () => boolean | Effect.Effect<boolean>, millis: number) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    for (;;) {
-      const result = condition()
-      if (typeof result === "boolean" ? result : yield* result) return
-      if (Date.now() > deadline) return yield* Effect.dieMessage(`not reached within ${millis} ms`)
-      yield* Effect.sleep("20 millis")
-    }
-  })
 
 const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
 

@@ -17,6 +17,7 @@ import * as TaskStore from "../src/TaskStore.js"
 import { tcpProxy } from "./support/outage.js"
 import { dropSchemaOnClose, sqlLayer, uniqueSchema } from "./support/postgres.js"
 import { cleanNamespaceOnClose, redisUrl, uniqueNamespace } from "./support/redis.js"
+import { waitFor } from "./support/wait.js"
 
 const heartbeatInterval = "300 millis"
 const commandTimeout = "300 millis"
@@ -69,16 +70,6 @@ const fresh = (label: string) =>
     return settingsFor(schema, namespace)
   })
 
-/** Waits (bounded, on the real clock) until `condition` holds. */
-const waitUntil = (condition: Effect.Effect<boolean>) =>
-  Effect.gen(function*() {
-    const started = Date.now()
-    while (!(yield* condition)) {
-      if (Date.now() - started > bound) return yield* Effect.dieMessage(`not reached within ${bound} ms`)
-      yield* Effect.sleep("10 millis")
-    }
-  })
-
 /** Polls `read` on the real clock until it gives `expected`; the elapsed milliseconds, or a failure at `bound`. */
 const readsWithin = <E>(read: Effect.Effect<number, E>, expected: number) =>
   Effect.gen(function*() {
@@ -109,7 +100,7 @@ describe("a Redis connection that stops answering", () => {
       const reader = yield* instance(`redis://127.0.0.1:${proxy.port}`, settings)
 
       yield* writer.repo((r) => r.save(input("one")))
-      yield* waitUntil(Effect.map(reader.bus, (stats) => stats.received === 1)) // that save's own invalidation
+      yield* waitFor(() => Effect.map(reader.bus, (stats) => stats.received === 1), bound) // that save's own invalidation
       const first = yield* reader.repo((r) => r.get(id)) // now in the reader's L1
       const gapsBefore = (yield* reader.bus).gaps
 
