@@ -66,147 +66,147 @@ const lookup = <K, A>(found: ReadonlyMap<K, A>, key: K): Option.Option<A> =>
 
 /** Builds a batched flight whose batches run in fibers of `environment.scope`. */
 export const make = <K, A, E, R>(options: Options<K, A, E, R>, environment: Environment<R>): BatchedFlight<K, A, E> => {
-    const { clock, context, scope } = environment
-    const metrics = options.metrics
-    const maxBatchSize = Math.max(1, options.maxBatchSize ?? 2048)
-    const flights = new Map<K, Batch<K, A, E>>()
-    let collecting: Batch<K, A, E> | undefined
+  const { clock, context, scope } = environment
+  const metrics = options.metrics
+  const maxBatchSize = Math.max(1, options.maxBatchSize ?? 2048)
+  const flights = new Map<K, Batch<K, A, E>>()
+  let collecting: Batch<K, A, E> | undefined
 
-    /** Ends a batch: its keys leave the map, then every caller still waiting gets the outcome. */
-    const settle = (batch: Batch<K, A, E>, exit: Exit.Exit<ReadonlyMap<K, A>, E>, started: number) =>
-      Effect.sync(() => {
-        for (const key of batch.keys) if (flights.get(key) === batch) flights.delete(key)
-        const elapsed = clock.unsafeCurrentTimeMillis() - started
-        if (Exit.isSuccess(exit)) metrics?.unsafeLoad(elapsed)
-        else if (!Exit.isInterrupted(exit)) metrics?.unsafeLoadFailure(elapsed)
-        for (const waiter of batch.waiters) waiter(exit)
-        batch.waiters.clear()
-      })
-
-    // One scheduler turn before resolving, so the fibers already runnable get to add their keys first.
-    const dispatch = (batch: Batch<K, A, E>): Effect.Effect<void, never, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => {
-          const started = clock.unsafeCurrentTimeMillis()
-          return restore(Effect.zipRight(
-            Effect.yieldNow(),
-            Effect.suspend(() => {
-              if (collecting === batch) collecting = undefined
-              batch.started = true
-              return options.resolve(batch.keys, batch.isCurrent)
-            })
-          )).pipe(Effect.exit, Effect.flatMap((exit) => settle(batch, exit, started)))
-        })
-      )
-
-    /**
-     * The batch a new key joins, opening one when none is collecting or it is full. A new batch's fiber runs
-     * with the fiber refs and context of the caller that opened it (its tracer and parent span, so the load shows
-     * up in that caller's trace) plus the context the singleflight was built with.
-     */
-    const collectingBatch = (opener: Fiber.RuntimeFiber<unknown, unknown>): Batch<K, A, E> => {
-      if (collecting === undefined || collecting.keys.length >= maxBatchSize) {
-        const batch = new Batch<K, A, E>()
-        collecting = batch
-        const runtime = Runtime.make({
-          context: Context.merge(opener.currentContext, context),
-          fiberRefs: opener.getFiberRefs(),
-          runtimeFlags: Runtime.defaultRuntimeFlags
-        })
-        batch.fiber = Runtime.runFork(runtime)(dispatch(batch), { scope })
-      }
-      return collecting
-    }
-
-    /** The batch answering `key`: the one it is already in, or the collecting one. */
-    const enter = (key: K, caller: Fiber.RuntimeFiber<unknown, unknown>): Batch<K, A, E> => {
-      const existing = flights.get(key)
-      if (existing !== undefined) {
-        metrics?.unsafeShared()
-        return existing
-      }
-      const batch = collectingBatch(caller)
-      batch.keys.push(key)
-      flights.set(key, batch)
-      return batch
-    }
-
-    /** Removes a waiter; when it was the batch's last, the batch is forgotten and its fiber interrupted. */
-    const leave = (batch: Batch<K, A, E>, waiter: Waiter<K, A, E>): Fiber.RuntimeFiber<void> | undefined => {
-      if (!batch.waiters.delete(waiter) || batch.waiters.size > 0) return undefined
+  /** Ends a batch: its keys leave the map, then every caller still waiting gets the outcome. */
+  const settle = (batch: Batch<K, A, E>, exit: Exit.Exit<ReadonlyMap<K, A>, E>, started: number) =>
+    Effect.sync(() => {
       for (const key of batch.keys) if (flights.get(key) === batch) flights.delete(key)
-      if (collecting === batch) collecting = undefined
-      return batch.fiber
+      const elapsed = clock.unsafeCurrentTimeMillis() - started
+      if (Exit.isSuccess(exit)) metrics?.unsafeLoad(elapsed)
+      else if (!Exit.isInterrupted(exit)) metrics?.unsafeLoadFailure(elapsed)
+      for (const waiter of batch.waiters) waiter(exit)
+      batch.waiters.clear()
+    })
+
+  // One scheduler turn before resolving, so the fibers already runnable get to add their keys first.
+  const dispatch = (batch: Batch<K, A, E>): Effect.Effect<void, never, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        const started = clock.unsafeCurrentTimeMillis()
+        return restore(Effect.zipRight(
+          Effect.yieldNow(),
+          Effect.suspend(() => {
+            if (collecting === batch) collecting = undefined
+            batch.started = true
+            return options.resolve(batch.keys, batch.isCurrent)
+          })
+        )).pipe(Effect.exit, Effect.flatMap((exit) => settle(batch, exit, started)))
+      })
+    )
+
+  /**
+   * The batch a new key joins, opening one when none is collecting or it is full. A new batch's fiber runs
+   * with the fiber refs and context of the caller that opened it (its tracer and parent span, so the load shows
+   * up in that caller's trace) plus the context the singleflight was built with.
+   */
+  const collectingBatch = (opener: Fiber.RuntimeFiber<unknown, unknown>): Batch<K, A, E> => {
+    if (collecting === undefined || collecting.keys.length >= maxBatchSize) {
+      const batch = new Batch<K, A, E>()
+      collecting = batch
+      const runtime = Runtime.make({
+        context: Context.merge(opener.currentContext, context),
+        fiberRefs: opener.getFiberRefs(),
+        runtimeFlags: Runtime.defaultRuntimeFlags
+      })
+      batch.fiber = Runtime.runFork(runtime)(dispatch(batch), { scope })
     }
+    return collecting
+  }
 
-    const get = (key: K): Effect.Effect<Option.Option<A>, E> =>
-      Effect.withFiberRuntime((caller) => Effect.async<Option.Option<A>, E>((resume) => {
-        const batch = enter(key, caller)
-        const waiter: Waiter<K, A, E> = (exit) => resume(Exit.map(exit, (found) => lookup(found, key)))
-        batch.waiters.add(waiter)
-        return Effect.suspend(() => {
-          const abandoned = leave(batch, waiter)
-          return abandoned === undefined ? Effect.void : Fiber.interrupt(abandoned)
-        })
-      }))
+  /** The batch answering `key`: the one it is already in, or the collecting one. */
+  const enter = (key: K, caller: Fiber.RuntimeFiber<unknown, unknown>): Batch<K, A, E> => {
+    const existing = flights.get(key)
+    if (existing !== undefined) {
+      metrics?.unsafeShared()
+      return existing
+    }
+    const batch = collectingBatch(caller)
+    batch.keys.push(key)
+    flights.set(key, batch)
+    return batch
+  }
 
-    const getMany = (keys: Iterable<K>): Effect.Effect<ReadonlyMap<K, A>, E> =>
-      Effect.withFiberRuntime((caller) => Effect.async<ReadonlyMap<K, A>, E>((resume) => {
-        const answers = new Map<K, Batch<K, A, E>>()
-        for (const key of keys) if (!answers.has(key)) answers.set(key, enter(key, caller))
-        if (answers.size === 0) return resume(Exit.succeed(new Map()))
-        const pending = new Map<Batch<K, A, E>, Waiter<K, A, E>>()
-        const results = new Map<Batch<K, A, E>, ReadonlyMap<K, A>>()
-        const finish = () => {
-          const found = new Map<K, A>()
-          for (const [key, batch] of answers) {
-            const values = results.get(batch)!
-            if (values.has(key)) found.set(key, values.get(key)!)
-          }
-          resume(Exit.succeed(found))
+  /** Removes a waiter; when it was the batch's last, the batch is forgotten and its fiber interrupted. */
+  const leave = (batch: Batch<K, A, E>, waiter: Waiter<K, A, E>): Fiber.RuntimeFiber<void> | undefined => {
+    if (!batch.waiters.delete(waiter) || batch.waiters.size > 0) return undefined
+    for (const key of batch.keys) if (flights.get(key) === batch) flights.delete(key)
+    if (collecting === batch) collecting = undefined
+    return batch.fiber
+  }
+
+  const get = (key: K): Effect.Effect<Option.Option<A>, E> =>
+    Effect.withFiberRuntime((caller) => Effect.async<Option.Option<A>, E>((resume) => {
+      const batch = enter(key, caller)
+      const waiter: Waiter<K, A, E> = (exit) => resume(Exit.map(exit, (found) => lookup(found, key)))
+      batch.waiters.add(waiter)
+      return Effect.suspend(() => {
+        const abandoned = leave(batch, waiter)
+        return abandoned === undefined ? Effect.void : Fiber.interrupt(abandoned)
+      })
+    }))
+
+  const getMany = (keys: Iterable<K>): Effect.Effect<ReadonlyMap<K, A>, E> =>
+    Effect.withFiberRuntime((caller) => Effect.async<ReadonlyMap<K, A>, E>((resume) => {
+      const answers = new Map<K, Batch<K, A, E>>()
+      for (const key of keys) if (!answers.has(key)) answers.set(key, enter(key, caller))
+      if (answers.size === 0) return resume(Exit.succeed(new Map()))
+      const pending = new Map<Batch<K, A, E>, Waiter<K, A, E>>()
+      const results = new Map<Batch<K, A, E>, ReadonlyMap<K, A>>()
+      const finish = () => {
+        const found = new Map<K, A>()
+        for (const [key, batch] of answers) {
+          const values = results.get(batch)!
+          if (values.has(key)) found.set(key, values.get(key)!)
         }
-        for (const batch of new Set(answers.values())) {
-          const waiter: Waiter<K, A, E> = (exit) => {
-            pending.delete(batch)
-            if (Exit.isSuccess(exit)) {
-              results.set(batch, exit.value)
-              if (pending.size === 0) finish()
-              return
-            }
-            // The first failure answers the call; the other batches lose this caller.
-            for (const [other, otherWaiter] of pending) leave(other, otherWaiter)?.unsafeInterruptAsFork(FiberId.none)
-            pending.clear()
-            resume(exit)
+        resume(Exit.succeed(found))
+      }
+      for (const batch of new Set(answers.values())) {
+        const waiter: Waiter<K, A, E> = (exit) => {
+          pending.delete(batch)
+          if (Exit.isSuccess(exit)) {
+            results.set(batch, exit.value)
+            if (pending.size === 0) finish()
+            return
           }
-          pending.set(batch, waiter)
-          batch.waiters.add(waiter)
-        }
-        return Effect.suspend(() => {
-          const abandoned: Array<Fiber.RuntimeFiber<void>> = []
-          for (const [batch, waiter] of pending) {
-            const fiber = leave(batch, waiter)
-            if (fiber !== undefined) abandoned.push(fiber)
-          }
+          // The first failure answers the call; the other batches lose this caller.
+          for (const [other, otherWaiter] of pending) leave(other, otherWaiter)?.unsafeInterruptAsFork(FiberId.none)
           pending.clear()
-          return abandoned.length === 0 ? Effect.void : Fiber.interruptAll(abandoned)
-        })
-      }))
+          resume(exit)
+        }
+        pending.set(batch, waiter)
+        batch.waiters.add(waiter)
+      }
+      return Effect.suspend(() => {
+        const abandoned: Array<Fiber.RuntimeFiber<void>> = []
+        for (const [batch, waiter] of pending) {
+          const fiber = leave(batch, waiter)
+          if (fiber !== undefined) abandoned.push(fiber)
+        }
+        pending.clear()
+        return abandoned.length === 0 ? Effect.void : Fiber.interruptAll(abandoned)
+      })
+    }))
 
-    const detach = (key: K): void => {
-      const batch = flights.get(key)
-      // A batch still collecting has read nothing yet: it will read after the write, so it may keep the key.
-      if (batch === undefined || !batch.started) return
-      flights.delete(key)
-      ;(batch.superseded ??= new Set()).add(key)
-    }
+  const detach = (key: K): void => {
+    const batch = flights.get(key)
+    // A batch still collecting has read nothing yet: it will read after the write, so it may keep the key.
+    if (batch === undefined || !batch.started) return
+    flights.delete(key)
+    ;(batch.superseded ??= new Set()).add(key)
+  }
 
-    return {
-      get,
-      getMany,
-      detach,
-      detachAll: () => {
-        for (const key of [...flights.keys()]) detach(key)
-      },
-      size: () => flights.size
-    }
+  return {
+    get,
+    getMany,
+    detach,
+    detachAll: () => {
+      for (const key of [...flights.keys()]) detach(key)
+    },
+    size: () => flights.size
+  }
 }
