@@ -198,8 +198,9 @@ describe("secrets are never printed", () => {
         ]
         const errors: Array<unknown> = []
         for (const exit of exits) {
-          // A refusal or a connection failure, always typed: never a defect, never a success on a closed port.
-          expect(Exit.isFailure(exit)).toBe(true)
+          // A refusal or a connection failure, always typed: never a defect, and never a success on a port that is
+          // closed or invalid. Without a port the URL may name the default one, where the real servers listen.
+          if (shape.port !== "") expect(Exit.isFailure(exit)).toBe(true)
           if (Exit.isFailure(exit)) {
             const failure = Cause.failureOption(exit.cause)
             expect(failure._tag, Cause.pretty(exit.cause)).toBe("Some")
