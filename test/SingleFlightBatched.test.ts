@@ -158,13 +158,34 @@ describe("SingleFlight.makeBatched", () => {
     Effect.gen(function*() {
       const r = yield* recordingResolver()
       const flight = yield* SingleFlight.makeBatched({ resolve: r.resolve })
-      const first = yield* Effect.fork(flight.get(2))
-      yield* Effect.yieldNow() // the batch is collecting: its dispatcher waits a turn
-      yield* flight.invalidate(2)
-      const second = yield* Effect.fork(flight.get(2))
-      expect(yield* Fiber.join(first)).toStrictEqual(Option.some("v2"))
-      expect(yield* Fiber.join(second)).toStrictEqual(Option.some("v2"))
+      // The first caller opens the batch and gives the other a scheduler turn before resolving: the invalidation
+      // and the second get both happen while it is collecting.
+      const [first, second] = yield* Effect.all([
+        flight.get(2),
+        Effect.zipRight(flight.invalidate(2), flight.get(2))
+      ], { concurrency: "unbounded" })
+      expect(first).toStrictEqual(Option.some("v2"))
+      expect(second).toStrictEqual(Option.some("v2"))
       expect(r.calls).toStrictEqual([[2]]) // once, not twice
       expect(r.currentAtEnd).toStrictEqual([new Map([[2, true]])])
+    }))
+
+  it.scoped("a leader interrupted while others wait hands the batch over: they get the answer", () =>
+    Effect.gen(function*() {
+      const metrics = CacheMetrics.make({ cache: `handover-${Math.random()}`, tier: "loader" })
+      const r = yield* recordingResolver({ gated: true })
+      const flight = yield* SingleFlight.makeBatched({ resolve: r.resolve, metrics })
+      // Alone when its turn comes, the first caller resolves in its own fiber; the second joins the running load.
+      const leader = yield* Effect.fork(flight.get(2))
+      yield* Deferred.await(r.started)
+      const follower = yield* Effect.fork(flight.get(2))
+      // The follower joined the load in flight before the leader is interrupted.
+      yield* waitUntil(() => Effect.runSync(metrics.stats).sharedLoads === 1)
+      yield* Fiber.interrupt(leader)
+      expect(r.interrupted()).toBe(1)
+      yield* Deferred.succeed(r.release, undefined)
+      expect(yield* Fiber.join(follower)).toStrictEqual(Option.some("v2"))
+      expect(r.calls).toStrictEqual([[2], [2]])
+      expect(yield* flight.size).toBe(0)
     }))
 })

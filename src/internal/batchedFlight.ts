@@ -53,8 +53,12 @@ type Waiter<K, A, E> = (exit: Exit.Exit<ReadonlyMap<K, A>, E>) => void
 /** Mutable by design: the keys of one batch, the callers waiting for it, and the keys invalidated meanwhile. */
 class Batch<K, A, E> {
   readonly keys: Array<K> = []
+  /** The callers waiting for the outcome; a leader running the batch in its own fiber is not one of them. */
   readonly waiters = new Set<Waiter<K, A, E>>()
+  /** The fiber running the batch, when it runs in one of its own (not in its leader's). */
   fiber: Fiber.RuntimeFiber<void> | undefined = undefined
+  /** Whether a caller is running the batch in its own fiber. */
+  led = false
   /** Whether `resolve` has begun: until then it has read nothing that a write could make stale. */
   started = false
   superseded: Set<K> | undefined = undefined
@@ -64,56 +68,81 @@ class Batch<K, A, E> {
 const lookup = <K, A>(found: ReadonlyMap<K, A>, key: K): Option.Option<A> =>
   found.has(key) ? Option.some(found.get(key)!) : Option.none()
 
-/** Builds a batched flight whose batches run in fibers of `environment.scope`. */
+/**
+ * Builds a batched flight. A batch of one `get` runs in its caller's fiber (its leader), which saves a fiber
+ * per load on the sequential path; a batch that more than one caller waits for when it starts, or that a
+ * `getMany` opened, runs in a fiber of `environment.scope`.
+ */
 export const make = <K, A, E, R>(options: Options<K, A, E, R>, environment: Environment<R>): BatchedFlight<K, A, E> => {
   const { clock, context, scope } = environment
   const metrics = options.metrics
   const maxBatchSize = Math.max(1, options.maxBatchSize ?? 2048)
   const flights = new Map<K, Batch<K, A, E>>()
   let collecting: Batch<K, A, E> | undefined
+  // The batch fiber's context is the opener's merged with this one; a leader's, when there is anything to add.
+  const provide = context.unsafeMap.size === 0
+    ? <X, Y>(effect: Effect.Effect<X, Y, R>) => effect as Effect.Effect<X, Y>
+    : <X, Y>(effect: Effect.Effect<X, Y, R>) =>
+      Effect.mapInputContext(effect, (current: Context.Context<never>) => Context.merge(current, context))
 
   /** Ends a batch: its keys leave the map, then every caller still waiting gets the outcome. */
-  const settle = (batch: Batch<K, A, E>, exit: Exit.Exit<ReadonlyMap<K, A>, E>, started: number) =>
-    Effect.sync(() => {
-      for (const key of batch.keys) if (flights.get(key) === batch) flights.delete(key)
-      const elapsed = clock.unsafeCurrentTimeMillis() - started
-      if (Exit.isSuccess(exit)) metrics?.unsafeLoad(elapsed)
-      else if (!Exit.isInterrupted(exit)) metrics?.unsafeLoadFailure(elapsed)
-      for (const waiter of batch.waiters) waiter(exit)
-      batch.waiters.clear()
-    })
+  const settle = (batch: Batch<K, A, E>, exit: Exit.Exit<ReadonlyMap<K, A>, E>, started: number) => {
+    for (const key of batch.keys) if (flights.get(key) === batch) flights.delete(key)
+    const elapsed = clock.unsafeCurrentTimeMillis() - started
+    if (Exit.isSuccess(exit)) metrics?.unsafeLoad(elapsed)
+    else if (!Exit.isInterrupted(exit)) metrics?.unsafeLoadFailure(elapsed)
+    for (const waiter of batch.waiters) waiter(exit)
+    batch.waiters.clear()
+  }
 
-  // One scheduler turn before resolving, so the fibers already runnable get to add their keys first.
-  const dispatch = (batch: Batch<K, A, E>): Effect.Effect<void, never, R> =>
+  /** Starts resolving: the batch stops collecting keys. */
+  const begin = (batch: Batch<K, A, E>) => {
+    if (collecting === batch) collecting = undefined
+    batch.started = true
+    return options.resolve(batch.keys, batch.isCurrent)
+  }
+
+  /** Forgets a batch nobody waits for any more. */
+  const forget = (batch: Batch<K, A, E>) => {
+    for (const key of batch.keys) if (flights.get(key) === batch) flights.delete(key)
+    if (collecting === batch) collecting = undefined
+  }
+
+  // One scheduler turn before resolving (unless the opener took it), so the fibers already runnable get to
+  // add their keys first.
+  const dispatch = (batch: Batch<K, A, E>, turn: boolean): Effect.Effect<void, never, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.suspend(() => {
         const started = clock.unsafeCurrentTimeMillis()
-        return restore(Effect.zipRight(
-          Effect.yieldNow(),
-          Effect.suspend(() => {
-            if (collecting === batch) collecting = undefined
-            batch.started = true
-            return options.resolve(batch.keys, batch.isCurrent)
-          })
-        )).pipe(Effect.exit, Effect.flatMap((exit) => settle(batch, exit, started)))
+        const run = Effect.suspend(() => begin(batch))
+        return restore(turn ? Effect.zipRight(Effect.yieldNow(), run) : run).pipe(
+          Effect.exit,
+          Effect.flatMap((exit) => Effect.sync(() => settle(batch, exit, started)))
+        )
       })
     )
 
   /**
-   * The batch a new key joins, opening one when none is collecting or it is full. A new batch's fiber runs
-   * with the fiber refs and context of the caller that opened it (its tracer and parent span, so the load shows
-   * up in that caller's trace) plus the context the singleflight was built with.
+   * Runs `batch` in a fiber of its own. It runs with the fiber refs and context of the caller that opened it
+   * (its tracer and parent span, so the load shows up in that caller's trace) plus the context the flight was
+   * built with.
    */
+  const runInFiber = (batch: Batch<K, A, E>, opener: Fiber.RuntimeFiber<unknown, unknown>, turn: boolean): void => {
+    // Started at once when it takes its turn first (it runs up to the turn); otherwise from the next turn.
+    const runtime = Runtime.make({
+      context: Context.merge(opener.currentContext, context),
+      fiberRefs: opener.getFiberRefs(),
+      runtimeFlags: Runtime.defaultRuntimeFlags
+    })
+    batch.fiber = Runtime.runFork(runtime)(dispatch(batch, turn), { scope, immediate: turn })
+  }
+
+  /** The batch a new key of `getMany` joins, opening one (run in a fiber) when none is collecting or it is full. */
   const collectingBatch = (opener: Fiber.RuntimeFiber<unknown, unknown>): Batch<K, A, E> => {
     if (collecting === undefined || collecting.keys.length >= maxBatchSize) {
       const batch = new Batch<K, A, E>()
       collecting = batch
-      const runtime = Runtime.make({
-        context: Context.merge(opener.currentContext, context),
-        fiberRefs: opener.getFiberRefs(),
-        runtimeFlags: Runtime.defaultRuntimeFlags
-      })
-      batch.fiber = Runtime.runFork(runtime)(dispatch(batch), { scope })
+      runInFiber(batch, opener, true)
     }
     return collecting
   }
@@ -131,24 +160,81 @@ export const make = <K, A, E, R>(options: Options<K, A, E, R>, environment: Envi
     return batch
   }
 
-  /** Removes a waiter; when it was the batch's last, the batch is forgotten and its fiber interrupted. */
+  /**
+   * Removes a waiter. When it was the last of a batch running in a fiber of its own, the batch is forgotten
+   * and its fiber returned, to be interrupted; a led batch goes on for its leader.
+   */
   const leave = (batch: Batch<K, A, E>, waiter: Waiter<K, A, E>): Fiber.RuntimeFiber<void> | undefined => {
-    if (!batch.waiters.delete(waiter) || batch.waiters.size > 0) return undefined
-    for (const key of batch.keys) if (flights.get(key) === batch) flights.delete(key)
-    if (collecting === batch) collecting = undefined
+    if (!batch.waiters.delete(waiter) || batch.waiters.size > 0 || batch.led) return undefined
+    forget(batch)
     return batch.fiber
   }
 
-  const get = (key: K): Effect.Effect<Option.Option<A>, E> =>
-    Effect.withFiberRuntime((caller) => Effect.async<Option.Option<A>, E>((resume) => {
-      const batch = enter(key, caller)
+  /** Waits for `batch`'s answer for `key`, as one registration; leaving is the canceller. */
+  const wait = (batch: Batch<K, A, E>, key: K): Effect.Effect<Option.Option<A>, E> =>
+    Effect.async<Option.Option<A>, E>((resume) => {
       const waiter: Waiter<K, A, E> = (exit) => resume(Exit.map(exit, (found) => lookup(found, key)))
       batch.waiters.add(waiter)
       return Effect.suspend(() => {
         const abandoned = leave(batch, waiter)
         return abandoned === undefined ? Effect.void : Fiber.interrupt(abandoned)
       })
-    }))
+    })
+
+  /**
+   * The leader of a batch it opened: it takes the scheduler turn, then runs the batch itself if nobody else
+   * joined, or hands it to a fiber of its own and waits like the others. A leader interrupted while others
+   * wait hands the batch over too; it starts again in the new fiber (the leader's half-done resolve is gone).
+   */
+  const lead = (batch: Batch<K, A, E>, key: K, leader: Fiber.RuntimeFiber<unknown, unknown>) =>
+    Effect.uninterruptibleMask((restore) => {
+      const handOver = () => {
+        batch.led = false
+        if (batch.waiters.size > 0) runInFiber(batch, leader, false)
+        else forget(batch)
+      }
+      return Effect.flatMap(Effect.exit(restore(Effect.yieldNow())), (turned): Effect.Effect<Option.Option<A>, E> => {
+        if (Exit.isFailure(turned)) {
+          handOver()
+          return Exit.failCause(turned.cause)
+        }
+        if (batch.waiters.size > 0) {
+          // The fiber runs from the next scheduler turn: the leader registers as a waiter first.
+          handOver()
+          return restore(wait(batch, key))
+        }
+        batch.led = true
+        const started = clock.unsafeCurrentTimeMillis()
+        return Effect.flatMap(Effect.exit(restore(provide(Effect.suspend(() => begin(batch))))), (exit) => {
+          if (Exit.isFailure(exit) && Exit.isInterrupted(exit)) {
+            handOver()
+            return Exit.failCause(exit.cause)
+          }
+          batch.led = false
+          settle(batch, exit, started)
+          return Exit.map(exit, (found) => lookup(found, key))
+        })
+      })
+    })
+
+  const get = (key: K): Effect.Effect<Option.Option<A>, E> =>
+    Effect.withFiberRuntime((caller) => {
+      const existing = flights.get(key)
+      if (existing !== undefined) {
+        metrics?.unsafeShared()
+        return wait(existing, key)
+      }
+      if (collecting !== undefined && collecting.keys.length < maxBatchSize) {
+        collecting.keys.push(key)
+        flights.set(key, collecting)
+        return wait(collecting, key)
+      }
+      const batch = new Batch<K, A, E>()
+      collecting = batch
+      batch.keys.push(key)
+      flights.set(key, batch)
+      return lead(batch, key, caller)
+    })
 
   const getMany = (keys: Iterable<K>): Effect.Effect<ReadonlyMap<K, A>, E> =>
     Effect.withFiberRuntime((caller) => Effect.async<ReadonlyMap<K, A>, E>((resume) => {
