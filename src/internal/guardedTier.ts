@@ -4,7 +4,6 @@
  *
  * @internal
  */
-import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -13,6 +12,7 @@ import type * as Scope from "effect/Scope"
 import type { Cache } from "../Cache.js"
 import type { CacheMetrics } from "../CacheMetrics.js"
 import { CircuitBreaker } from "./circuitBreaker.js"
+import { bounded, honours, Watchdog } from "./deadline.js"
 import type { WriteProtocol } from "./writeProtocol.js"
 
 /** The most dirty keys remembered one by one; past it, the whole tier is invalidated on recovery. */
@@ -52,6 +52,9 @@ export class GuardedTier<K, V> {
   /** When set, every key is dirty since that tick. */
   private dirtyAllSince: number | undefined = undefined
   private replaying = false
+  /** Bounds the calls when there is a timeout; each call runs in its caller's fiber if the tier honours that. */
+  private readonly watchdog: Watchdog | undefined
+  private readonly callsInFiber: boolean
 
   constructor(
     readonly cache: Cache<K, V, unknown>,
@@ -64,7 +67,15 @@ export class GuardedTier<K, V> {
     private readonly onRepaired: (keys: ReadonlyArray<K>) => Effect.Effect<void>,
     /** The write protocol of the cache above: its ticks order writes, back-fills and repairs (see above). */
     private readonly protocol: WriteProtocol<K>
-  ) {}
+  ) {
+    this.watchdog = timeout === undefined ? undefined : new Watchdog(
+      clock,
+      scope,
+      Duration.toMillis(timeout),
+      () => `tier "${cache.name}" took longer than ${Duration.format(timeout)}`
+    )
+    this.callsInFiber = !honours(cache)
+  }
 
   /** The next tick of the cache above. */
   private nextTick(): number {
@@ -135,8 +146,9 @@ export class GuardedTier<K, V> {
   }
 
   /**
-   * The guarded call. The timeout applies to the call itself, made interruptible, so that it holds even inside
-   * an uninterruptible region (a write-through's cache update); replays run without it (`bounded: false`):
+   * The guarded call. The timeout applies to the call itself, so that it holds even inside an uninterruptible
+   * region (a write-through's cache update): a tier that honours deadlines gives up its waits, another's call
+   * runs in a fiber of its own, interrupted (see `deadline.ts`). Replays run without it (`bounded: false`):
    * they are background work, bounded by the backend's own command timeout.
    */
   private attempt<A>(
@@ -145,7 +157,7 @@ export class GuardedTier<K, V> {
     writes: ReadonlyArray<K> | "all" | undefined,
     asOf: number | undefined,
     failureMarksDirty: boolean,
-    bounded: boolean
+    isBounded: boolean
   ): Effect.Effect<A> {
     return Effect.suspend(() => {
       const breaker = this.breaker
@@ -154,11 +166,8 @@ export class GuardedTier<K, V> {
         if (failureMarksDirty) this.markDirty(writes, asOf)
         return Effect.succeed(fallback)
       }
-      const timeout = bounded ? this.timeout : undefined
-      const guarded = timeout === undefined ? call : Effect.timeoutFail(Effect.interruptible(call), {
-        duration: timeout,
-        onTimeout: () => new Cause.TimeoutException(`tier "${this.cache.name}" took longer than ${Duration.format(timeout)}`)
-      })
+      const watchdog = isBounded ? this.watchdog : undefined
+      const guarded: Effect.Effect<A, unknown> = watchdog === undefined ? call : bounded(call, watchdog, this.callsInFiber)
       return Effect.matchEffect(guarded, {
         onFailure: () =>
           Effect.sync(() => {

@@ -4,7 +4,9 @@
  *
  * @internal
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
@@ -12,6 +14,7 @@ import type { InvalidationBus, Options } from "../InvalidationBus.js"
 import { escapeKeyPart } from "../RedisCache.js"
 import { RedisClient, RedisConnectionError } from "../RedisClient.js"
 import { Endpoint, listenerRuntime, type Message } from "./busEndpoint.js"
+import { bounded, deadlineLeaf, Watchdog } from "./deadline.js"
 import { redisFailure } from "./redisFailure.js"
 
 /** A message as received, or `undefined` when it is not one of ours. */
@@ -37,17 +40,19 @@ export const make = <K>(
     const redis = yield* RedisClient
     const channel = `${escapeKeyPart(options.namespace)}:invalidations`
     const encodeKey: (key: K) => string = options.encodeKey ?? String
-    const publishTimeout = options.publishTimeout ?? "250 millis"
+    const publishTimeout = Duration.decode(options.publishTimeout ?? "250 millis")
+    const watchdog = new Watchdog(
+      yield* Effect.clock,
+      yield* Effect.scope,
+      Duration.toMillis(publishTimeout),
+      () => `publishing an invalidation took longer than ${Duration.format(publishTimeout)}`
+    )
     const endpoint = new Endpoint<K, string>(
       Crypto.randomUUID(),
       options.namespace,
       yield* listenerRuntime,
-      (message) =>
-        Effect.tryPromise(() => redis.client.publish(channel, JSON.stringify(message))).pipe(
-          // Interruptible: a write publishes from its exit, which is not, and the timeout must still hold.
-          Effect.interruptible,
-          Effect.timeoutFail({ duration: publishTimeout, onTimeout: () => "timeout" })
-        ),
+      // A write publishes from its exit, which is not interruptible: the wait gives up at its deadline instead.
+      (message) => bounded(deadlineLeaf(() => redis.client.publish(channel, JSON.stringify(message)), identity), watchdog, false),
       (raw) => Option.getOrUndefined(options.decodeKey(raw)),
       options.maxPending ?? 10_000
     )
