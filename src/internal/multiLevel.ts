@@ -27,6 +27,7 @@ import type * as MultiLevelCache from "../MultiLevelCache.js"
 import type { Tier } from "../MultiLevelCache.js"
 import * as BatchedFlight from "./batchedFlight.js"
 import { GuardedTier, makeBreaker, type Refresh } from "./guardedTier.js"
+import { notFound, syncReaderOf } from "./syncRead.js"
 import { validateTimeToLive } from "./options.js"
 import { type Change, type Pending, WriteProtocol } from "./writeProtocol.js"
 
@@ -245,20 +246,6 @@ const readPath = <K, V, E>(
       nearest.read(nearest.cache.getOption(key), Option.none()),
       (hit) => (Option.isSome(hit) && chain.fromNearest(key) ? Effect.succeed(hit) : flight.get(key))
     )
-  const miss = (key: K) => Effect.fail(new CacheMiss({ key, cache: name }))
-  const value = (key: K) => (found: Option.Option<V>) => Option.isSome(found) ? Effect.succeed(found.value) : miss(key)
-  /**
-   * The fast path, for a nearest tier without timeout or breaker (an in-memory L1): its own `get` under one
-   * error handler, so a hit costs that tier's hit and nothing else; any failure of it sends the key on.
-   */
-  const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
-  const get = (key: K): Effect.Effect<V, CacheMiss | E> =>
-    plainNearest && chain.fromNearest(key)
-      ? Effect.catchAll(nearest.cache.get(key), (error) => {
-        if (!isCacheMiss(error)) metrics.unsafeError()
-        return Effect.flatMap(flight.get(key), value(key))
-      })
-      : Effect.flatMap(getOption(key), value(key))
   const getMany = (keys: Iterable<K>): Effect.Effect<ReadonlyMap<K, V>, E> =>
     Effect.gen(function*() {
       const asked = Array.from(keys)
@@ -270,6 +257,44 @@ const readPath = <K, V, E>(
       for (const [key, value] of far) all.set(key, value)
       return all
     })
+  const miss = (key: K) => Effect.fail(new CacheMiss({ key, cache: name }))
+  const value = (key: K) => (found: Option.Option<V>) => Option.isSome(found) ? Effect.succeed(found.value) : miss(key)
+  const load = (key: K) => Effect.flatMap(flight.get(key), value(key))
+  /**
+   * The fast path, for a nearest tier without timeout or breaker that reads synchronously (an in-memory L1): a
+   * hit costs that tier's lookup and one `Effect.succeed`; a miss builds no `CacheMiss` on its way to the load.
+   */
+  const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
+  const read = plainNearest ? syncReaderOf(nearest.cache) : undefined
+  if (read !== undefined) {
+    return {
+      get: (key: K): Effect.Effect<V, CacheMiss | E> =>
+        Effect.suspend(() => {
+          if (chain.fromNearest(key)) {
+            const hit = read(key)
+            if (hit !== notFound) return Effect.succeed(hit)
+          }
+          return load(key)
+        }),
+      getOption: (key: K): Effect.Effect<Option.Option<V>, E> =>
+        Effect.suspend(() => {
+          if (chain.fromNearest(key)) {
+            const hit = read(key)
+            if (hit !== notFound) return Effect.succeed(Option.some(hit))
+          }
+          return flight.get(key)
+        }),
+      getMany
+    }
+  }
+  /** Another plain nearest tier: its own `get` under one error handler; any failure of it sends the key on. */
+  const get = (key: K): Effect.Effect<V, CacheMiss | E> =>
+    plainNearest && chain.fromNearest(key)
+      ? Effect.catchAll(nearest.cache.get(key), (error) => {
+        if (!isCacheMiss(error)) metrics.unsafeError()
+        return load(key)
+      })
+      : Effect.flatMap(getOption(key), value(key))
   return { get, getOption, getMany }
 }
 
