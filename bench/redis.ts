@@ -1,6 +1,7 @@
 /**
  * An L2 hit, one get at a time: `RedisCache.get` of a `Task` (JSON, decoded with the `Task` schema) against
- * raw ioredis `get` + `JSON.parse` of the same keys on a connection of its own, on the real Redis.
+ * raw ioredis `get` + `JSON.parse` of the same keys on a connection of its own, on the real Redis. Beside them,
+ * `RedisCache.getMany` of one key (how a multi-level cache reads its L2).
  */
 import * as Effect from "effect/Effect"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -21,7 +22,10 @@ export const TASKS = 100
 export interface RedisHitResults {
   /** `RedisCache.get` with the `Task` schema, and raw ioredis `get` + `JSON.parse`. */
   readonly main: Array<Result>
-  /** Informational: `RedisCache.get` with `Schema.Unknown` (JSON.parse only), raw ioredis with RedisClient's options. */
+  /**
+   * Informational: `RedisCache.get` with `Schema.Unknown` (JSON.parse only), raw ioredis with RedisClient's
+   * options, and `RedisCache.getMany` of one key with the `Task` schema.
+   */
   readonly side: Array<Result>
   /** The stored JSON of one task, for the report. */
   readonly sampleBytes: number
@@ -32,6 +36,23 @@ const sequentialGets = <V>(cache: Cache<TaskId, V, CacheError>, ids: ReadonlyArr
   Effect.gen(function*() {
     let sum = 0
     for (let i = 0; i < GETS; i++) sum += check(yield* cache.get(ids[i % ids.length]!))
+    return sum
+  })
+
+/** The same with `getMany` of one key at a time. */
+const sequentialGetManyOfOne = <V>(
+  cache: Cache<TaskId, V, CacheError>,
+  ids: ReadonlyArray<TaskId>,
+  check: (v: V) => number
+) =>
+  Effect.gen(function*() {
+    let sum = 0
+    for (let i = 0; i < GETS; i++) {
+      const id = ids[i % ids.length]!
+      const found = (yield* cache.getMany([id])).get(id)
+      if (found === undefined) return yield* Effect.dieMessage(`getMany: ${id} not found`)
+      sum += check(found)
+    }
     return sum
   })
 
@@ -96,11 +117,16 @@ export const runRedisHit = async (): Promise<RedisHitResults> => {
           await Effect.runPromise(sequentialGets(jsonCache, ids, (v) => (v as { version: number }).version))
         )
     }
+    const oursMany: Case = {
+      name: "RedisCache.getMany of 1 key (Task schema)",
+      run: async () =>
+        verify("RedisCache.getMany", await Effect.runPromise(sequentialGetManyOfOne(taskCache, ids, (t) => t.version)))
+    }
     const rawDefault = rawCase("ioredis get + JSON.parse", raw)
     const rawLike = rawCase("ioredis get + JSON.parse, RedisClient's options", rawLikeClient)
 
-    // All four cases interleave in the same rounds; the first two make the headline ratio.
-    const results = await measure([ours, rawDefault, oursJson, rawLike])
+    // All the cases interleave in the same rounds; the first two make the headline ratio.
+    const results = await measure([ours, rawDefault, oursJson, rawLike, oursMany])
     await deleteNamespace(client, namespace)
     return { main: results.slice(0, 2), side: results.slice(2), sampleBytes: Buffer.byteLength(sample) }
   } finally {

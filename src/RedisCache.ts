@@ -1,7 +1,7 @@
 /**
  * A Redis tier: values encoded with the tier's `Schema` as JSON, keys under a namespace, time-to-live with
- * `PX`, `getMany` in one `MGET`, `setMany` in one pipeline; optionally versioned, so that an older value can
- * never replace a newer one.
+ * `PX`, `getMany` in one `MGET` (a `GET` for one key), `setMany` in one pipeline; optionally versioned, so that
+ * an older value can never replace a newer one.
  *
  * @since 0.1.0
  */
@@ -12,15 +12,26 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import { isUtf8 } from "node:buffer"
 import type { Cache, SetOptions } from "./Cache.js"
 import { CacheError, CacheMiss } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
+import { currentDeadline, type Deadline, deadlineLeaf, honoursDeadlines, markOf } from "./internal/deadline.js"
 import { entryTimeToLive, validateTimeToLive } from "./internal/options.js"
 import { redisFailure } from "./internal/redisFailure.js"
 import { hasLoneSurrogate, loneSurrogate } from "./internal/text.js"
-import { defineSetIfNewer, deleteIfUnchangedLua, floor, setIfNewer, tombstone, versionedJson } from "./internal/redisLayout.js"
+import {
+  defineSetIfNewer,
+  deleteIfUnchangedLua,
+  floor,
+  invalid,
+  setIfNewer,
+  tombstone,
+  valueDecoder,
+  versionedJson
+} from "./internal/redisLayout.js"
 import { RedisClient } from "./RedisClient.js"
 
 /**
@@ -98,14 +109,18 @@ export const redisKey = (namespace: string, key: string): string => `${escapeKey
 /** A `SCAN MATCH` pattern for every key of `namespace`: glob characters in the namespace are escaped. */
 const namespacePattern = (namespace: string): string => `${escapeKeyPart(namespace).replace(/[*?[\]\\]/g, "\\$&")}:*`
 
-/** What a stored string turned out to be. */
-type Stored<V> =
-  | { readonly _tag: "Value"; readonly value: V }
-  | { readonly _tag: "Absent" }
-  | { readonly _tag: "Corrupt" }
+/** A stored key that holds no value: absent, or a tombstone or floor of a versioned tier. */
+const absent: unique symbol = Symbol.for("@rms/cache/RedisCache/absent")
 
-const absent = { _tag: "Absent" } as const
-const corrupt = { _tag: "Corrupt" } as const
+/** A stored value that is not of the tier's layout, not JSON, too large, or does not decode. */
+const corrupt: unique symbol = Symbol.for("@rms/cache/RedisCache/corrupt")
+
+/**
+ * Whether Redis refused a command because the key holds another type (a list, a hash…). `MGET` answers nil for
+ * such a key; the reads that use `GET` treat it the same way: a miss, not a backend failure.
+ */
+const isWrongType = (cause: unknown): boolean =>
+  Predicate.hasProperty(cause, "message") && typeof cause.message === "string" && cause.message.startsWith("WRONGTYPE")
 
 /**
  * Builds a Redis tier over the `RedisClient` in context. Every Redis failure (including ioredis's command
@@ -141,22 +156,89 @@ export const make = <K, V, I>(
     const encodeKey: (key: K) => string = options.encodeKey ?? String
     const prefix = `${escapeKeyPart(options.namespace)}:`
     const keyOf = (key: K): string => prefix + escapeKeyPart(encodeKey(key))
-    // JSON.parse, then the schema: the same as `Schema.parseJson(schema)` without its extra transformation step.
-    const decodeValue = Schema.decodeUnknownEither(options.schema)
+    // JSON.parse, then the schema: the same as `Schema.parseJson(schema)` without its extra transformation step,
+    // with the schema compiled once into a decoder that skips Schema's general machinery (see `valueDecoder`).
+    const decodeValue = valueDecoder(options.schema)
     const encode = Schema.encodeEither(Schema.parseJson(options.schema))
 
-    /** Runs one Redis call; a rejection is a `CacheError` for `operation`, counted. */
+    /** A rejected Redis call: a `CacheError` for `operation`, counted; nothing of the command is kept. */
+    const failure = (operation: string, cause: unknown): CacheError => {
+      metrics.unsafeError()
+      return new CacheError({ cache: name, operation, cause: redisFailure(cause) })
+    }
+
+    /**
+     * Runs one Redis call; a rejection is a `CacheError` for `operation`, counted. It gives up at the deadline of
+     * a bounded call (a multi-level cache's tier timeout) and fails then, the command left to finish unheard.
+     */
     const call = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, CacheError> =>
-      Effect.tryPromise({
-        try: run,
-        catch: (cause) => {
-          metrics.unsafeError()
-          return new CacheError({ cache: name, operation, cause: redisFailure(cause) })
+      deadlineLeaf(run, (cause) => failure(operation, cause))
+
+    /**
+     * Sends one Redis call from inside an `Effect.async` and resumes the fiber with `onReply` of its reply, from
+     * the promise's own callback: no `flatMap` or error-mapping steps around it. The read paths use it; each of
+     * their steps counts on an L2 hit. `onReply` must record nothing itself: what it returns runs only if the
+     * fiber still waits (a read abandoned on a timeout counts no hit, miss or error when its reply comes).
+     */
+    const send = <A, B, E>(
+      resume: (effect: Effect.Effect<B, E | CacheError>) => void,
+      deadline: Deadline | undefined,
+      operation: string,
+      run: () => Promise<A>,
+      onReply: (reply: A) => Effect.Effect<B, E>,
+      /** The reply to assume when Redis refuses the command because the key holds another type. */
+      onWrongType?: A
+    ): Effect.Effect<void> | void => {
+      // Waiting until the reply, the deadline (see `call`) or the caller's interruption, whichever comes first.
+      let waiting = true
+      const bounded = deadline !== undefined && !deadline.done
+      const settle = (next: Effect.Effect<B, E | CacheError>) => {
+        if (!waiting) return
+        waiting = false
+        if (bounded) deadline.unwatch(abort)
+        resume(next)
+      }
+      const abort = () => settle(Effect.failSync(() => failure(operation, deadline!.timeout())))
+      if (bounded && !deadline.watch(abort)) return abort()
+      const reply = (value: A) => {
+        // A throw here would be lost in the promise and leave the fiber waiting forever: it is a defect.
+        let next: Effect.Effect<B, E>
+        try {
+          next = onReply(value)
+        } catch (defect) {
+          next = Effect.die(defect)
         }
+        settle(next)
+      }
+      let pending: Promise<A>
+      try {
+        pending = run()
+      } catch (cause) {
+        return settle(Effect.failSync(() => failure(operation, cause)))
+      }
+      pending.then((value) => waiting && reply(value), (cause) => {
+        if (!waiting) return
+        if (onWrongType !== undefined && isWrongType(cause)) reply(onWrongType)
+        else settle(Effect.failSync(() => failure(operation, cause)))
+      })
+      return Effect.sync(() => {
+        waiting = false
+        if (bounded) deadline.unwatch(abort)
+      })
+    }
+
+    /** A read: `send` from an `Effect.async`, under the caller's current deadline. */
+    const read = <B, E>(register: (resume: (effect: Effect.Effect<B, E>) => void, deadline: Deadline | undefined) => Effect.Effect<void> | void) =>
+      Effect.withFiberRuntime<B, E>((fiber) => {
+        const deadline = fiber.getFiberRef(currentDeadline)
+        return Effect.async<B, E>((resume) => register(resume, deadline))
       })
 
-    /** Reads are raw bytes: so that invalid UTF-8 is seen as corrupt, and so that the clean-up compares exactly. */
-    const parseStored = (bytes: Buffer | null): Stored<V> => {
+    /**
+     * What a stored value is, read as raw bytes: so that invalid UTF-8 is seen as corrupt, and so that the
+     * clean-up compares exactly.
+     */
+    const parseStored = (bytes: Buffer | null): V | typeof absent | typeof corrupt => {
       if (bytes === null) return absent
       if (bytes.length > maxValueBytes || !isUtf8(bytes)) return corrupt
       const stored = bytes.toString("utf8")
@@ -169,8 +251,8 @@ export const make = <K, V, I>(
       } catch {
         return corrupt
       }
-      const decoded = decodeValue(data)
-      return Either.isRight(decoded) ? { _tag: "Value", value: decoded.right } : corrupt
+      const value = decodeValue(data)
+      return value === invalid ? corrupt : value
     }
 
     /** Counts a corrupt value and deletes it, if it is still there; a failure leaves it for the next reader. */
@@ -179,15 +261,23 @@ export const make = <K, V, I>(
       return Effect.ignore(call("delete corrupt value", () => client.eval(deleteIfUnchangedLua, 1, redisKeyName, stored)))
     }
 
-    /** One key's stored string as an `Option`, discarding it when corrupt; records the hit or miss. */
-    const readOne = (redisKeyName: string, stored: Buffer | null): Effect.Effect<Option.Option<V>> => {
-      const parsed = parseStored(stored)
-      if (parsed._tag === "Value") {
-        metrics.unsafeHit()
-        return Effect.succeed(Option.some(parsed.value))
+    /** The entries found among `keys`, from their stored bytes; corrupt ones are discarded. Records hits and misses. */
+    const collect = (asked: ReadonlyArray<K>, redisKeys: ReadonlyArray<string>, stored: ReadonlyArray<Buffer | null>) => {
+      const found = new Map<K, V>()
+      let corrupted: Array<number> | undefined
+      for (let i = 0; i < asked.length; i++) {
+        const parsed = parseStored(stored[i] ?? null)
+        if (parsed === corrupt) (corrupted ??= []).push(i)
+        else if (parsed !== absent) found.set(asked[i]!, parsed)
       }
-      metrics.unsafeMiss()
-      return parsed._tag === "Corrupt" ? Effect.as(discard(redisKeyName, stored!), Option.none()) : Effect.succeedNone
+      const record = Effect.sync(() => {
+        metrics.unsafeHit(found.size)
+        if (found.size < asked.length) metrics.unsafeMiss(asked.length - found.size)
+        return found
+      })
+      if (corrupted === undefined) return record
+      const indexes = corrupted
+      return Effect.zipLeft(record, Effect.forEach(indexes, (i) => discard(redisKeys[i]!, stored[i]!), { discard: true }))
     }
 
     /** The stored form of a value, or the reason it cannot be stored. */
@@ -271,49 +361,63 @@ export const make = <K, V, I>(
       name,
       versioned: version !== undefined,
       get: (key) =>
-        Effect.suspend(() => {
+        read<V, CacheMiss | CacheError>((resume, deadline) => {
           const k = keyOf(key)
-          return Effect.flatMap(call("get", () => client.getBuffer(k)), (stored) => {
-            // The hit path decodes in place, without the `Option` of `getOption`.
+          return send(resume, deadline, "get", () => client.getBuffer(k), (stored) => {
             const parsed = parseStored(stored)
-            if (parsed._tag === "Value") {
-              metrics.unsafeHit()
-              return Effect.succeed(parsed.value)
+            if (parsed !== absent && parsed !== corrupt) {
+              return Effect.sync(() => {
+                metrics.unsafeHit()
+                return parsed
+              })
             }
-            metrics.unsafeMiss()
-            const miss = Effect.fail(new CacheMiss({ key, cache: name }))
-            return parsed._tag === "Corrupt" ? Effect.zipRight(discard(k, stored!), miss) : miss
-          })
+            return Effect.suspend(() => {
+              metrics.unsafeMiss()
+              const miss = Effect.fail(new CacheMiss({ key, cache: name }))
+              return parsed === corrupt ? Effect.zipRight(discard(k, stored!), miss) : miss
+            })
+          }, null)
         }),
       getOption: (key) =>
-        Effect.suspend(() => {
+        read<Option.Option<V>, CacheError>((resume, deadline) => {
           const k = keyOf(key)
-          return Effect.flatMap(call("get", () => client.getBuffer(k)), (stored) => readOne(k, stored))
+          return send(resume, deadline, "get", () => client.getBuffer(k), (stored) => {
+            const parsed = parseStored(stored)
+            if (parsed !== absent && parsed !== corrupt) {
+              return Effect.sync(() => {
+                metrics.unsafeHit()
+                return Option.some(parsed)
+              })
+            }
+            return Effect.suspend(() => {
+              metrics.unsafeMiss()
+              return parsed === corrupt ? Effect.as(discard(k, stored!), Option.none()) : Effect.succeedNone
+            })
+          }, null)
         }),
       getMany: (keys) =>
-        Effect.gen(function*() {
+        read<ReadonlyMap<K, V>, CacheError>((resume, deadline) => {
           // Each distinct key once: a key asked twice is one read, one hit or one miss.
-          const byRedisKey = new Map<string, K>()
+          const asked: Array<K> = []
+          const redisKeys: Array<string> = []
+          let seen: Set<string> | undefined
           for (const key of keys) {
             const k = keyOf(key)
-            if (!byRedisKey.has(k)) byRedisKey.set(k, key)
+            if (redisKeys.length > 0) {
+              seen ??= new Set(redisKeys)
+              if (seen.has(k)) continue
+              seen.add(k)
+            }
+            asked.push(key)
+            redisKeys.push(k)
           }
-          const found = new Map<K, V>()
-          if (byRedisKey.size === 0) return found
-          const asked = Array.from(byRedisKey.values())
-          const redisKeys = Array.from(byRedisKey.keys())
-          const stored = yield* call("getMany", () => client.mgetBuffer(redisKeys))
-          const corrupt: Array<readonly [string, Buffer]> = []
-          for (let i = 0; i < asked.length; i++) {
-            const bytes = stored[i] ?? null
-            const parsed = parseStored(bytes)
-            if (parsed._tag === "Value") found.set(asked[i]!, parsed.value)
-            else if (parsed._tag === "Corrupt") corrupt.push([redisKeys[i]!, bytes!])
+          if (asked.length === 0) return resume(Effect.succeed(new Map()))
+          // One key is a `GET`: cheaper than an `MGET` of one, for Redis and for ioredis.
+          if (asked.length === 1) {
+            const onReply = (stored: Buffer | null) => collect(asked, redisKeys, [stored])
+            return send(resume, deadline, "getMany", () => client.getBuffer(redisKeys[0]!), onReply, null)
           }
-          metrics.unsafeHit(found.size)
-          metrics.unsafeMiss(asked.length - found.size)
-          if (corrupt.length > 0) yield* Effect.forEach(corrupt, ([k, bytes]) => discard(k, bytes), { discard: true })
-          return found
+          return send(resume, deadline, "getMany", () => client.mgetBuffer(redisKeys), (stored) => collect(asked, redisKeys, stored))
         }),
       set: (key, value, setOptions) => setMany([[key, value]], setOptions),
       setMany,
@@ -333,7 +437,8 @@ export const make = <K, V, I>(
         return scanNamespace((keys) => Effect.sync(() => void (count += keys.length))).pipe(Effect.map(() => count))
       })
     }
-    return cache
+    // Every wait on Redis above is a `call` or a `send`: a multi-level cache may bound these in the caller's fiber.
+    return Object.assign(cache, { [honoursDeadlines]: markOf(cache) })
   })
 
 /**
