@@ -10,6 +10,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -193,11 +194,7 @@ export const make = <K, A, E, R>(options: Options<K, A, E, R>, environment: Envi
         if (batch.waiters.size > 0) runInFiber(batch, leader, false)
         else forget(batch)
       }
-      return Effect.flatMap(Effect.exit(restore(Effect.yieldNow())), (turned): Effect.Effect<Option.Option<A>, E> => {
-        if (Exit.isFailure(turned)) {
-          handOver()
-          return Exit.failCause(turned.cause)
-        }
+      const run = () => {
         if (batch.waiters.size > 0) {
           // The fiber runs from the next scheduler turn: the leader registers as a waiter first.
           handOver()
@@ -205,15 +202,28 @@ export const make = <K, A, E, R>(options: Options<K, A, E, R>, environment: Envi
         }
         batch.led = true
         const started = clock.unsafeCurrentTimeMillis()
-        return Effect.flatMap(Effect.exit(restore(provide(Effect.suspend(() => begin(batch))))), (exit) => {
-          if (Exit.isFailure(exit) && Exit.isInterrupted(exit)) {
-            handOver()
-            return Exit.failCause(exit.cause)
+        return Effect.matchCauseEffect(restore(provide(Effect.suspend(() => begin(batch)))), {
+          onFailure: (cause): Effect.Effect<Option.Option<A>, E> => {
+            if (Cause.isInterrupted(cause)) handOver()
+            else {
+              batch.led = false
+              settle(batch, Exit.failCause(cause), started)
+            }
+            return Effect.failCause(cause)
+          },
+          onSuccess: (found) => {
+            batch.led = false
+            settle(batch, Exit.succeed(found), started)
+            return Effect.succeed(lookup(found, key))
           }
-          batch.led = false
-          settle(batch, exit, started)
-          return Exit.map(exit, (found) => lookup(found, key))
         })
+      }
+      return Effect.matchCauseEffect(restore(Effect.yieldNow()), {
+        onFailure: (cause) => {
+          handOver()
+          return Effect.failCause(cause)
+        },
+        onSuccess: run
       })
     })
 

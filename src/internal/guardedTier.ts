@@ -4,15 +4,16 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import type * as Scope from "effect/Scope"
 import type { Cache } from "../Cache.js"
 import type { CacheMetrics } from "../CacheMetrics.js"
 import { CircuitBreaker } from "./circuitBreaker.js"
-import { bounded, honours, Watchdog } from "./deadline.js"
+import { bounded, currentDeadline, honours, Watchdog } from "./deadline.js"
 import type { WriteProtocol } from "./writeProtocol.js"
 
 /** The most dirty keys remembered one by one; past it, the whole tier is invalidated on recovery. */
@@ -167,30 +168,36 @@ export class GuardedTier<K, V> {
         return Effect.succeed(fallback)
       }
       const watchdog = isBounded ? this.watchdog : undefined
-      const guarded: Effect.Effect<A, unknown> = watchdog === undefined ? call : bounded(call, watchdog, this.callsInFiber)
-      return Effect.matchEffect(guarded, {
-        onFailure: () =>
-          Effect.sync(() => {
+      // In the caller's fiber, the deadline is the fiber's current one for the call's waits; it is over with it.
+      const deadline = watchdog !== undefined && !this.callsInFiber ? watchdog.arm() : undefined
+      const guarded: Effect.Effect<A, unknown> = deadline !== undefined
+        ? Effect.zipRight(FiberRef.set(currentDeadline, deadline), call)
+        : watchdog !== undefined
+        ? bounded(call, watchdog, true)
+        : call
+      // One handler for every outcome (fewer steps than a match and an exit hook, on every L2 call).
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.matchCauseEffect(restore(guarded), {
+          onFailure: (cause) => {
+            if (deadline !== undefined) deadline.done = true
+            if (failureMarksDirty) this.markDirty(writes, asOf)
+            // An interrupted (or dying) call says nothing about the tier: the probe is given back.
+            if (Cause.isInterruptedOnly(cause) || Cause.isDie(cause)) {
+              breaker?.release()
+              // A typed failure beside a defect is part of the defect, as for `Effect.matchEffect`.
+              return Cause.isFailure(cause) ? Effect.die(Cause.squash(cause)) : Effect.failCause(cause as Cause.Cause<never>)
+            }
             this.metrics.unsafeError()
             breaker?.failure(this.clock.unsafeCurrentTimeMillis())
-            if (failureMarksDirty) this.markDirty(writes, asOf)
-            return fallback
-          }),
-        onSuccess: (value) => {
-          breaker?.success()
-          if (asOf !== undefined) this.markClean(writes, asOf)
-          return this.isDirty && !this.replaying ? Effect.as(this.replay, value) : Effect.succeed(value)
-        }
-      }).pipe(
-        // An interrupted (or dying) call says nothing about the tier: give the probe back, mark the write.
-        Effect.onExit((exit) =>
-          Exit.isFailure(exit)
-            ? Effect.sync(() => {
-              breaker?.release()
-              if (failureMarksDirty) this.markDirty(writes, asOf)
-            })
-            : Effect.void
-        )
+            return Effect.succeed(fallback)
+          },
+          onSuccess: (value) => {
+            if (deadline !== undefined) deadline.done = true
+            breaker?.success()
+            if (asOf !== undefined) this.markClean(writes, asOf)
+            return this.isDirty && !this.replaying ? Effect.as(this.replay, value) : Effect.succeed(value)
+          }
+        })
       )
     })
   }
