@@ -219,24 +219,29 @@ const resolver = <K, V, E, R>(
   metrics: CacheMetrics.CacheMetrics
 ) =>
   (keys: ReadonlyArray<K>, isCurrent: (key: K) => boolean): Effect.Effect<ReadonlyMap<K, V>, E, R> =>
-    Effect.gen(function*() {
+    // Steps chained by hand rather than a generator: this runs on every miss, and each step counts on an L2 hit.
+    Effect.suspend(() => {
       const { tiers } = chain
       const found = new Map<K, V>()
-      let missing = keys
-      for (let level = 1; level < tiers.length && missing.length > 0; level++) {
-        const hits = yield* tiers[level]!.readMany(missing)
-        if (hits.size === 0) continue
-        for (const [key, value] of hits) found.set(key, value)
-        missing = missing.filter((key) => !hits.has(key))
-        yield* chain.backfill(level, [...hits], isCurrent)
+      const fromLoader = (missing: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>, E, R> => {
+        metrics.unsafeHit(keys.length - missing.length)
+        if (missing.length === 0) return Effect.succeed(found)
+        metrics.unsafeMiss(missing.length)
+        return Effect.flatMap(load(missing), (loaded) => {
+          for (const [key, value] of loaded) found.set(key, value)
+          return Effect.as(chain.backfill(tiers.length, [...loaded], isCurrent), found)
+        })
       }
-      metrics.unsafeHit(keys.length - missing.length)
-      if (missing.length === 0) return found
-      metrics.unsafeMiss(missing.length)
-      const loaded = yield* load(missing)
-      for (const [key, value] of loaded) found.set(key, value)
-      yield* chain.backfill(tiers.length, [...loaded], isCurrent)
-      return found
+      const fromTier = (level: number, missing: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>, E, R> => {
+        if (level >= tiers.length || missing.length === 0) return fromLoader(missing)
+        return Effect.flatMap(tiers[level]!.readMany(missing), (hits) => {
+          if (hits.size === 0) return fromTier(level + 1, missing)
+          for (const [key, value] of hits) found.set(key, value)
+          const rest = missing.filter((key) => !hits.has(key))
+          return Effect.zipRight(chain.backfill(level, [...hits], isCurrent), fromTier(level + 1, rest))
+        })
+      }
+      return fromTier(1, keys)
     })
 
 /** The read path: the nearest tier, then the batched flight below it. */
