@@ -1,7 +1,7 @@
 /**
  * One workload of the side-by-side benchmark, in a process of its own (started by `bench/peers.ts`):
  *
- *   node --expose-gc --import tsx bench/peers-workload.ts <workload> <run prefix> <output file>
+ *   node --expose-gc .bench-tmp/bench/peers-workload.js <workload> <run prefix> <output file>   (or --import tsx bench/peers-workload.ts)
  *
  * It builds every library under Redis prefixes that start with `<run prefix>`, measures, writes its figures
  * as JSON to `<output file>`, and deletes its Redis keys however it ends. `memory <run prefix> <library>`

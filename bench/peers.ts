@@ -4,7 +4,7 @@
  * one `runPromise` per call. `runPeers()` returns the markdown for BENCHMARKS.md (`bench/run.ts` appends it);
  * run alone, it prints it:
  *
- *   npm run bench:peers     (node --expose-gc --import tsx bench/peers.ts; BENCH_ROUNDS=n for more rounds)
+ *   npm run bench:peers     (compiled into .bench-tmp first, like `npm run bench`; BENCH_ROUNDS=n for more rounds)
  *
  * Each workload runs in a child process of its own (`bench/peers-workload.ts`), so that no library's heap,
  * timers or connections weigh on another workload's figures.
@@ -13,19 +13,18 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath, pathToFileURL } from "node:url"
+import { pathToFileURL } from "node:url"
 import { differencePerRound, formatDuration, median, type Result, ratioPerRound, rounds } from "./harness.js"
 import type { Measured } from "./peers-harness.js"
 import { deletePrefix, plainRedis } from "./peers-libraries.js"
 import { memorySubjects, names, sizes, type WorkloadName, type WorkloadOutput } from "./peers-workload.js"
-import { machine, ratio, table, versionOf } from "./report.js"
+import { machine, nodeArgs, ratio, table, versionOf } from "./report.js"
 
-const workloadFile = fileURLToPath(new URL("./peers-workload.ts", import.meta.url))
 
 /** Runs the workload script in a child process; resolves with what it printed on stdout. */
 const child = (args: ReadonlyArray<string>, captureStdout: boolean): Promise<string> =>
   new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ["--expose-gc", "--import", "tsx", workloadFile, ...args], {
+    const proc = spawn(process.execPath, [...nodeArgs("peers-workload"), ...args], {
       // The child's own progress goes to our stderr: our stdout is the markdown when run alone.
       stdio: ["ignore", captureStdout ? "pipe" : process.stderr, "inherit"]
     })

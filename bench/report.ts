@@ -1,12 +1,34 @@
 /**
  * Markdown helpers for BENCHMARKS.md.
  */
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import * as os from "node:os"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+/**
+ * Whether the bench runs compiled (`npm run bench` compiles `src` and `bench` with tsc into `.bench-tmp`, so the
+ * library is measured as its users run it: tsx keeps function names with a helper call per function, which
+ * measured 30 % on the miss path) or from the sources through tsx.
+ */
+export const compiled = import.meta.url.endsWith(".js")
+
+/** The repository's root: the nearest directory above this file with a `package.json` (compiled or not). */
+export const root: string = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, "package.json")) || dir.endsWith(".bench-tmp")) dir = dirname(dir)
+  return dir
+})()
+
+/** The arguments that run another bench module `file` (a sibling `.ts`, or `.js` when compiled) in a child `node`. */
+export const nodeArgs = (file: string): Array<string> => {
+  const path = fileURLToPath(new URL(`./${file}${compiled ? ".js" : ".ts"}`, import.meta.url))
+  return compiled ? ["--expose-gc", path] : ["--expose-gc", "--import", "tsx", path]
+}
 
 /** The installed version of a dependency, read from its package.json (some packages do not export that file). */
 export const versionOf = (name: string): string =>
-  (JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), "utf8")) as {
+  (JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")) as {
     version: string
   }).version
 
