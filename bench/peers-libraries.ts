@@ -205,6 +205,8 @@ export interface Ours {
   readonly get: (key: string) => Effect.Effect<Value, CacheMiss>
   /** `MultiLevelCache.set`: L2, then L1. */
   readonly set: (key: string, value: Value) => Effect.Effect<void>
+  /** `MultiLevelCache.getMany`: a whole burst in one call. */
+  readonly getMany: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Value>>
   /**
    * The same cache as a Promise user calls it: `runtime.runPromise(cache.get(key))` for every call, with the
    * `ManagedRuntime` the cache was built in (built once, as an application keeps it).
@@ -256,10 +258,12 @@ export const ours = async (options: BuildOptions & { readonly tag: string }): Pr
   ))
   const get = (key: string) => cache.get(key)
   const set = (key: string, value: Value) => cache.set(key, value)
+  const getMany = (keys: ReadonlyArray<string>) => cache.getMany(keys)
   const prefix = RedisCache.redisKey(namespace, "")
   return {
     get,
     set,
+    getMany,
     runtime,
     library: {
       name: "@rms/cache",

@@ -43,6 +43,7 @@ export interface WorkloadOutput {
 export const names = {
   fibers: "@rms/cache, fibers",
   promise: "@rms/cache, runPromise per call",
+  getMany: "@rms/cache, one runPromise(getMany) per burst",
   floorFork: "floor: 1,000 forked fibers awaiting one Deferred",
   floorForEach: "floor: `Effect.forEach` unbounded, awaiting one Deferred",
   floorRunPromise: "floor: 1,000 `runtime.runPromise` awaiting one Deferred",
@@ -304,7 +305,19 @@ const bursts = (distinct: boolean) => async (run: string): Promise<WorkloadOutpu
         return burstsPerRound * callers
       }
     }))
-    return { tables: [await measureAll([fibers, ...others, ...floorCases(built)])] }
+    // What the README tells Promise callers to do with a burst: one call for all of its keys.
+    const getMany: PeerCase<ReadonlyArray<ReadonlyArray<string>>> = {
+      name: names.getMany,
+      setup: () => Array.from({ length: burstsPerRound }, freshKeys),
+      run: async (keysOfBursts) => {
+        for (const keys of keysOfBursts) {
+          const found = await built.promise.runtime.runPromise(built.promise.getMany(keys))
+          check(names.getMany, keys[callers - 1]!, found.get(keys[callers - 1]!)!)
+        }
+        return burstsPerRound * callers
+      }
+    }
+    return { tables: [await measureAll([fibers, ...others, ...(distinct ? [getMany] : []), ...floorCases(built)])] }
   } finally {
     await built.close()
   }
