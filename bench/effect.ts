@@ -1,5 +1,6 @@
 /**
- * `LruCache.get` on a hit, as an Effect inside a fiber, against effect's own `Cache.get` hit; and the cost of
+ * `LruCache.get` on a hit, as an Effect inside a fiber, against effect's own `Cache.get` hit and against the floor
+ * of any cache read in a fiber (`yield* Effect.succeed(map.get(key))` over a plain `Map`); and the cost of
  * metrics on that path (the same cache built with `metrics: false`).
  */
 import * as Duration from "effect/Duration"
@@ -25,18 +26,23 @@ const readAll = (get: (key: number) => Effect.Effect<number, unknown>) =>
     return sum
   })
 
-const filledLru = (metrics: boolean): Cache<number, number> =>
+const filledLru = (metrics: boolean, timeToLive?: Duration.DurationInput): Cache<number, number> =>
   Effect.runSync(
     Effect.gen(function*() {
-      const cache = yield* LruCache.make<number, number>({ capacity: CAPACITY, name: "bench-lru", metrics })
+      const cache = yield* LruCache.make<number, number>({
+        capacity: CAPACITY,
+        name: "bench-lru",
+        metrics,
+        ...(timeToLive === undefined ? {} : { timeToLive })
+      })
       yield* cache.setMany(Array.from({ length: CAPACITY }, (_, i) => [i, i] as const))
       return cache
     })
   )
 
-const lruCase = (name: string, metrics: boolean): Case => ({
+const lruCase = (name: string, metrics: boolean, timeToLive?: Duration.DurationInput): Case => ({
   name,
-  setup: () => filledLru(metrics),
+  setup: () => filledLru(metrics, timeToLive),
   run: (cache: Cache<number, number>) => {
     Effect.runSync(readAll(cache.get))
     return OPS
@@ -63,8 +69,28 @@ const effectCacheCase: Case = {
   }
 }
 
-export const runEffectHit = async (): Promise<{ readonly versusEffect: Array<Result>; readonly metrics: Array<Result> }> => ({
+/** The floor: the same loop over a plain `Map`, each value wrapped in `Effect.succeed` when the fiber asks for it. */
+const floorCase: Case = {
+  name: "yield* Effect.succeed(map.get(key))",
+  setup: () => new Map(Array.from({ length: CAPACITY }, (_, i) => [i, i] as const)),
+  run: (map: Map<number, number>) => {
+    Effect.runSync(readAll((key) => Effect.succeed(map.get(key)!)))
+    return OPS
+  }
+}
+
+export const runEffectHit = async (): Promise<{
+  readonly versusEffect: Array<Result>
+  readonly versusFloor: Array<Result>
+  readonly metrics: Array<Result>
+}> => ({
   versusEffect: await measure([lruCase("@rms/cache LruCache.get", true), effectCacheCase]),
+  // Every entry with a time-to-live: a hit reads the Clock too.
+  versusFloor: await measure([
+    lruCase("@rms/cache LruCache.get", true),
+    lruCase("@rms/cache LruCache.get, timeToLive", true, "1 hour"),
+    floorCase
+  ]),
   // A small difference on a noisy machine: three times the rounds.
   metrics: await measure([lruCase("metrics on", true), lruCase("metrics off", false)], { rounds: rounds * 3 })
 })

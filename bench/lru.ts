@@ -1,13 +1,18 @@
 /**
  * The LRU structure against lru-cache and mnemonist: get-hit, set-with-eviction and a Zipf mix (capacity 1e5,
- * 1e6 keys, s = 0.99), with integer keys and with string keys, plus memory per entry.
+ * 1e6 keys, s = 0.99), with integer keys and with string keys; memory per entry (of the structure, and of an
+ * `LruCache` tier with a time-to-live and metrics against lru-cache with `ttl`); construction; and clearing a
+ * large cache that holds few entries.
  */
 import { execFileSync } from "node:child_process"
-import { fileURLToPath } from "node:url"
+import * as Effect from "effect/Effect"
 import { LRUCache } from "lru-cache"
 import { LRUCache as MnemonistLRUCache } from "mnemonist"
-import { LruMap } from "../src/internal/lruMap.js"
+import type { Cache } from "../src/Cache.js"
+import { LruMap, maxCapacity } from "../src/internal/lruMap.js"
+import * as LruCache from "../src/LruCache.js"
 import { type Case, measure, median, random, type Result, zipf } from "./harness.js"
+import { nodeArgs } from "./report.js"
 
 const CAPACITY = 100_000
 const KEYS = 1_000_000
@@ -16,12 +21,13 @@ const OPS = 2_000_000
 interface Lru<K> {
   get(key: K): unknown
   set(key: K, value: unknown): unknown
+  clear(): void
 }
 
-const implementations: ReadonlyArray<{ readonly name: string; readonly make: () => Lru<any> }> = [
-  { name: "@rms/cache LruMap", make: () => new LruMap<unknown, unknown>(CAPACITY) },
-  { name: "lru-cache 11", make: () => new LRUCache<{}, {}>({ max: CAPACITY }) },
-  { name: "mnemonist LRUCache", make: () => new MnemonistLRUCache<unknown, unknown>(CAPACITY) }
+const implementations: ReadonlyArray<{ readonly name: string; readonly make: (capacity?: number) => Lru<any> }> = [
+  { name: "@rms/cache LruMap", make: (capacity = CAPACITY) => new LruMap<unknown, unknown>(capacity) },
+  { name: "lru-cache 11", make: (capacity = CAPACITY) => new LRUCache<{}, {}>({ max: capacity }) },
+  { name: "mnemonist LRUCache", make: (capacity = CAPACITY) => new MnemonistLRUCache<unknown, unknown>(capacity) }
 ]
 
 export interface WorkloadResult {
@@ -29,6 +35,12 @@ export interface WorkloadResult {
   readonly results: ReadonlyArray<Result>
 }
 
+/**
+ * The three workloads over keys made by `keyOf`. Every implementation gets keys of its own — equal values, but
+ * distinct string objects — built before its rounds: a structure that indexes strings through a plain object
+ * (mnemonist) makes V8 internalize them, which turns the shared originals into forwarding "thin" strings and
+ * slows every other structure that reads them afterwards (measured: up to 1.7× on our string get-hit).
+ */
 const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<WorkloadResult>> => {
   const next = random(7)
   // The held keys: 1e5 distinct keys drawn from the 1e6-key space, as a cache holds after running a while.
@@ -39,55 +51,66 @@ const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Arr
     space[i] = space[j]!
     space[j] = t
   }
-  const held = Array.from(space.subarray(0, CAPACITY), keyOf)
+  const heldIds = space.slice(0, CAPACITY)
   // Uniform over the held keys: almost every hit moves its entry to the front, the costly case.
-  const hitKeys = Array.from({ length: OPS }, () => held[Math.floor(next() * CAPACITY)]!)
-  const freshKeys = Array.from({ length: OPS }, (_, i) => keyOf(KEYS + i))
-  const zipfKeys = Array.from(zipf(KEYS, 0.99, OPS), keyOf)
+  const hitPicks = Int32Array.from({ length: OPS }, () => Math.floor(next() * CAPACITY))
+  const zipfIds = zipf(KEYS, 0.99, OPS)
 
-  const filled = (impl: (typeof implementations)[number]) => () => {
+  /** The cases of one workload, each implementation with its own keys (`keys` builds them). */
+  const cases = <S>(
+    keys: () => S,
+    setup: (impl: (typeof implementations)[number], keys: S) => Lru<K>,
+    run: (lru: Lru<K>, keys: S) => number
+  ): Array<Case> =>
+    implementations.map((impl) => {
+      const own = keys()
+      return { name: impl.name, setup: () => setup(impl, own), run: (lru: Lru<K>) => run(lru, own) }
+    })
+  const heldKeys = () => Array.from(heldIds, keyOf)
+  const fill = (impl: (typeof implementations)[number], held: ReadonlyArray<K>) => {
     const lru = impl.make()
     for (const k of held) lru.set(k, k)
     return lru
   }
 
-  const getHit: Array<Case> = implementations.map((impl) => ({
-    name: impl.name,
-    setup: filled(impl),
-    run: (lru: Lru<K>) => {
+  const getHit = cases(
+    () => {
+      const held = heldKeys()
+      return { held, hits: Array.from(hitPicks, (i) => held[i]!) }
+    },
+    (impl, { held }) => fill(impl, held),
+    (lru, { hits }) => {
       let found = 0
-      for (let i = 0; i < OPS; i++) if (lru.get(hitKeys[i]!) !== undefined) found++
-      if (found !== OPS) throw new Error(`${impl.name}: get-hit missed`)
+      for (let i = 0; i < OPS; i++) if (lru.get(hits[i]!) !== undefined) found++
+      if (found !== OPS) throw new Error("get-hit missed")
       return OPS
     }
-  }))
+  )
+  const results: Array<WorkloadResult> = [{ workload: `get-hit, ${label} keys`, results: await measure(getHit) }]
 
-  const setEvict: Array<Case> = implementations.map((impl) => ({
-    name: impl.name,
-    setup: filled(impl),
-    run: (lru: Lru<K>) => {
-      for (let i = 0; i < OPS; i++) lru.set(freshKeys[i]!, i)
+  const setEvict = cases(
+    () => ({ held: heldKeys(), fresh: Array.from({ length: OPS }, (_, i) => keyOf(KEYS + i)) }),
+    (impl, { held }) => fill(impl, held),
+    (lru, { fresh }) => {
+      for (let i = 0; i < OPS; i++) lru.set(fresh[i]!, i)
       return OPS
     }
-  }))
+  )
+  results.push({ workload: `set-with-eviction, ${label} keys`, results: await measure(setEvict) })
 
-  const zipfMix: Array<Case> = implementations.map((impl) => ({
-    name: impl.name,
-    setup: () => impl.make(),
-    run: (lru: Lru<K>) => {
+  const zipfMix = cases(
+    () => Array.from(zipfIds, keyOf),
+    (impl) => impl.make(),
+    (lru, keys) => {
       for (let i = 0; i < OPS; i++) {
-        const k = zipfKeys[i]!
+        const k = keys[i]!
         if (lru.get(k) === undefined) lru.set(k, k)
       }
       return OPS
     }
-  }))
-
-  return [
-    { workload: `get-hit, ${label} keys`, results: await measure(getHit) },
-    { workload: `set-with-eviction, ${label} keys`, results: await measure(setEvict) },
-    { workload: `Zipf mix (get, set on miss), ${label} keys`, results: await measure(zipfMix) }
-  ]
+  )
+  results.push({ workload: `Zipf mix (get, set on miss), ${label} keys`, results: await measure(zipfMix) })
+  return results
 }
 
 /**
@@ -118,38 +141,181 @@ export const runLru = async (): Promise<Array<WorkloadResult>> => [
   await denseGetHit()
 ]
 
+/** The capacity of the construction and clear benchmarks, and how many entries the cleared caches hold. */
+export const BIG = 1_000_000
+export const FEW = 10
+
+const buildTier = (capacity: number): Cache<number, number> =>
+  Effect.runSync(LruCache.make<number, number>({ capacity, timeToLive: "1 hour", name: "bench-lru-big" }))
+
+/**
+ * Constructing an empty cache: the structures at capacity 1e6, ours also at 2^30 (the largest capacity it
+ * accepts), and the `LruCache` tier (time-to-live and metrics on) at both. Each run builds 20 and keeps them
+ * alive until the run ends, so that allocation is not optimized away.
+ */
+export const runConstruction = async (): Promise<Array<Result>> => {
+  const BUILDS = 20
+  const build = (name: string, make: () => unknown): Case => ({
+    name,
+    run: () => {
+      const kept: Array<unknown> = []
+      for (let i = 0; i < BUILDS; i++) kept.push(make())
+      if (kept.length !== BUILDS) throw new Error("lost a build")
+      return BUILDS
+    }
+  })
+  return measure([
+    build("@rms/cache LruMap, 1e6", () => new LruMap(BIG)),
+    build("@rms/cache LruMap, 2^30", () => new LruMap(maxCapacity)),
+    build("@rms/cache LruCache.make (ttl, metrics), 1e6", () => buildTier(BIG)),
+    build("@rms/cache LruCache.make (ttl, metrics), 2^30", () => buildTier(maxCapacity)),
+    build("lru-cache 11, max 1e6", () => new LRUCache<{}, {}>({ max: BIG })),
+    build("lru-cache 11, max 1e6, ttl", () => new LRUCache<{}, {}>({ max: BIG, ttl: 3_600_000 })),
+    build("mnemonist LRUCache, 1e6", () => new MnemonistLRUCache(BIG))
+  ])
+}
+
+/**
+ * Clearing a cache of capacity 1e6 (ours also 2^30) that holds 10 entries: each operation writes the 10
+ * entries and clears. `invalidateAll` is what a multi-level cache runs on an invalidation-bus gap.
+ */
+export const runClear = async (): Promise<Array<Result>> => {
+  const CLEARS = 2_000
+  const structure = (name: string, make: () => Lru<number>): Case => ({
+    name,
+    setup: make,
+    run: (lru: Lru<number>) => {
+      for (let n = 0; n < CLEARS; n++) {
+        for (let i = 0; i < FEW; i++) lru.set(i, i)
+        lru.clear()
+      }
+      return CLEARS
+    }
+  })
+  const tier = (name: string, capacity: number): Case => ({
+    name,
+    setup: () => buildTier(capacity),
+    run: (cache: Cache<number, number>) => {
+      const entries = Array.from({ length: FEW }, (_, i) => [i, i] as const)
+      Effect.runSync(Effect.gen(function*() {
+        for (let n = 0; n < CLEARS; n++) {
+          yield* cache.setMany(entries)
+          yield* cache.invalidateAll
+        }
+      }))
+      return CLEARS
+    }
+  })
+  return measure([
+    structure("@rms/cache LruMap.clear, 1e6", () => new LruMap(BIG)),
+    structure("@rms/cache LruMap.clear, 2^30", () => new LruMap(maxCapacity)),
+    tier("@rms/cache LruCache.invalidateAll (ttl, metrics), 1e6", BIG),
+    tier("@rms/cache LruCache.invalidateAll (ttl, metrics), 2^30", maxCapacity),
+    structure("lru-cache 11 clear, max 1e6", () => new LRUCache<number, number>({ max: BIG })),
+    structure("lru-cache 11 clear, max 1e6, ttl", () => new LRUCache<number, number>({ max: BIG, ttl: 3_600_000 })),
+    structure("mnemonist LRUCache clear, 1e6", () => new MnemonistLRUCache<number, number>(BIG))
+  ])
+}
+
+/**
+ * What the memory probes measure, each in a fresh child process: a full structure of 1e5 integer keys with
+ * small-integer values (bytes per entry); the same held by an in-memory tier with a time-to-live, ours with
+ * metrics on (bytes per entry); and an empty structure of capacity 1e6 or 2^30 (bytes in all).
+ */
+const probes: Record<string, { readonly name: string; readonly entries: number; readonly run: () => unknown }> = {
+  ...Object.fromEntries(implementations.map((impl, i) => [`structure-${i}`, {
+    name: impl.name,
+    entries: CAPACITY,
+    run: () => {
+      const lru = impl.make()
+      for (let i = 0; i < CAPACITY; i++) lru.set(i, i)
+      return lru
+    }
+  }])),
+  "tier-ours": {
+    name: "@rms/cache LruCache (timeToLive, metrics on)",
+    entries: CAPACITY,
+    run: () =>
+      Effect.runSync(Effect.gen(function*() {
+        const cache = yield* LruCache.make<number, number>({ capacity: CAPACITY, timeToLive: "1 hour" })
+        for (let i = 0; i < CAPACITY; i++) yield* cache.set(i, i)
+        return cache
+      }))
+  },
+  "tier-lru-cache": {
+    name: "lru-cache 11 (ttl)",
+    entries: CAPACITY,
+    run: () => {
+      const lru = new LRUCache<number, number>({ max: CAPACITY, ttl: 3_600_000 })
+      for (let i = 0; i < CAPACITY; i++) lru.set(i, i)
+      return lru
+    }
+  },
+  "empty-ours-1e6": { name: "@rms/cache LruMap, 1e6", entries: 1, run: () => new LruMap(BIG) },
+  "empty-ours-2^30": { name: "@rms/cache LruMap, 2^30", entries: 1, run: () => new LruMap(maxCapacity) },
+  "empty-tier-ours-2^30": {
+    name: "@rms/cache LruCache (timeToLive, metrics on), 2^30",
+    entries: 1,
+    run: () => buildTier(maxCapacity)
+  },
+  "empty-lru-cache-1e6": { name: "lru-cache 11, max 1e6", entries: 1, run: () => new LRUCache({ max: BIG }) },
+  "empty-lru-cache-ttl-1e6": {
+    name: "lru-cache 11, max 1e6, ttl",
+    entries: 1,
+    run: () => new LRUCache({ max: BIG, ttl: 3_600_000 })
+  },
+  "empty-mnemonist-1e6": { name: "mnemonist LRUCache, 1e6", entries: 1, run: () => new MnemonistLRUCache(BIG) }
+}
+
+/** Runs the probes named `prefix…` in fresh child processes; the median of three each (`NaN` if it crashed). */
+const probeAll = (prefix: string): Array<{ readonly name: string; readonly bytes: number }> =>
+  Object.entries(probes).filter(([id]) => id.startsWith(prefix)).map(([id, probe]) => {
+    const samples = [0, 1, 2].map(() => {
+      try {
+        // This module again, compiled or through tsx as the bench itself runs.
+        const out = execFileSync(process.execPath, [...nodeArgs("lru"), "--memory-probe", id], {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "ignore"]
+        })
+        return Number(out.trim())
+      } catch {
+        return NaN
+      }
+    })
+    return { name: probe.name, bytes: median(samples) }
+  })
+
 /**
  * Bytes per entry of a full LRU (capacity 1e5, integer keys, small-integer values): heap plus array buffers,
  * measured in a fresh child process per implementation so that nothing else lives on its heap.
  */
 export const runLruMemory = (): Array<{ readonly name: string; readonly bytesPerEntry: number }> =>
-  implementations.map((impl, index) => {
-    const samples = [0, 1, 2].map(() => {
-      const out = execFileSync(
-        process.execPath,
-        ["--expose-gc", "--import", "tsx", fileURLToPath(import.meta.url), "--memory-probe", String(index)],
-        { encoding: "utf8" }
-      )
-      return Number(out.trim())
-    })
-    return { name: impl.name, bytesPerEntry: median(samples) }
-  })
+  probeAll("structure-").map(({ bytes, name }) => ({ name, bytesPerEntry: bytes }))
 
-const probeMemory = (index: number): number => {
+/** Bytes per entry of an in-memory tier of 1e5 entries with a time-to-live: ours (metrics on) and lru-cache. */
+export const runTierMemory = (): Array<{ readonly name: string; readonly bytesPerEntry: number }> =>
+  probeAll("tier-").map(({ bytes, name }) => ({ name, bytesPerEntry: bytes }))
+
+/** Bytes held by an empty structure of a large capacity (`NaN`: the process crashed). */
+export const runEmptyMemory = (): Array<{ readonly name: string; readonly bytes: number }> => probeAll("empty-")
+
+const probeMemory = (id: string): number => {
   const gc = (globalThis as { gc?: () => void }).gc!
   const used = () => {
     gc()
     const usage = process.memoryUsage()
     return usage.heapUsed + usage.arrayBuffers
   }
+  const probe = probes[id]!
+  // Warm up the code paths (and Effect's lazily built runtime) outside the measurement.
+  if (id.startsWith("tier-ours")) Effect.runSync(LruCache.make({ capacity: 1, timeToLive: "1 hour", name: "warm" }))
   const before = used()
-  const lru = implementations[index]!.make()
-  for (let i = 0; i < CAPACITY; i++) lru.set(i, i)
+  const kept = probe.run()
   const after = used()
-  if (lru.get(0) !== 0) throw new Error("probe lost its entries")
-  return (after - before) / CAPACITY
+  if (kept === undefined) throw new Error("probe lost its structure")
+  return (after - before) / probe.entries
 }
 
 if (process.argv[2] === "--memory-probe") {
-  console.log(probeMemory(Number(process.argv[3])))
+  console.log(probeMemory(process.argv[3]!))
 }

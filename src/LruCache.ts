@@ -10,7 +10,6 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { Cache } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
-import { LruMap } from "./internal/lruMap.js"
 import * as MemoryTier from "./internal/memoryTier.js"
 import { validateCapacity, validateTimeToLive } from "./internal/options.js"
 
@@ -64,18 +63,16 @@ export const make = <K, V>(options: Options<V>): Effect.Effect<Cache<K, V>, Caus
     const clock = yield* Effect.clock
     const labels = { cache: name, tier: "lru" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
-    // Without metrics there is nothing to tell on eviction: no callback at all.
-    const entries = new LruMap<K, MemoryTier.Entry<V>>(
+    const tier = MemoryTier.make<K, V>({
+      name,
       capacity,
-      metrics.enabled
-        ? (_key, entry) => {
-          const expired = entry.expiresAt !== Infinity && MemoryTier.isExpired(entry, clock.unsafeCurrentTimeMillis())
-          if (expired) metrics.unsafeExpiration()
-          else metrics.unsafeEviction()
-        }
-        : undefined
-    )
-    return MemoryTier.make({ name, entries, defaultTimeToLive, clock, metrics, ...(versioning === undefined ? {} : { versioning }) })
+      recency: true,
+      defaultTimeToLive,
+      clock,
+      metrics,
+      ...(versioning === undefined ? {} : { versioning })
+    })
+    return tier.cache
   })
 
 /**

@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Cache } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
+import { maxCapacity } from "./internal/lruMap.js"
 import * as MemoryTier from "./internal/memoryTier.js"
 import { validateTimeToLive } from "./internal/options.js"
 
@@ -65,22 +66,17 @@ export const make = <K, V>(
     const clock = yield* Effect.clock
     const labels = { cache: name, tier: "ttl" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
-    const entries = new Map<K, MemoryTier.Entry<V>>()
+    // Bounded only by the largest map capacity, 2^30 entries (a Map stops at 2^24); memory follows the entries.
+    // Reads leave recency alone: nothing is ever evicted for room.
+    const tier = MemoryTier.make<K, V>({ name, capacity: maxCapacity, recency: false, defaultTimeToLive, clock, metrics })
 
-    const sweep = Effect.sync(() => {
-      const removed = MemoryTier.sweep(entries, clock)
-      if (removed > 0) {
-        metrics.unsafeExpiration(removed)
-        metrics.unsafeSize(entries.size)
-      }
-    })
     yield* Effect.sleep(sweepInterval).pipe(
-      Effect.andThen(sweep),
+      Effect.andThen(Effect.sync(tier.sweep)),
       Effect.forever,
       Effect.interruptible,
       Effect.forkScoped
     )
-    return MemoryTier.make({ name, entries, defaultTimeToLive, clock, metrics })
+    return tier.cache
   })
 
 /**

@@ -2,12 +2,14 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as fc from "effect/FastCheck"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Cache from "../src/Cache.js"
 import * as CacheMetrics from "../src/CacheMetrics.js"
+import { notFound, syncReaderOf } from "../src/internal/syncRead.js"
 import * as LruCache from "../src/LruCache.js"
 import { ModelLru } from "./support/models.js"
 
@@ -189,5 +191,119 @@ describe("LruCache", () => {
       yield* cache.get(1)
       const stats = yield* CacheMetrics.stats({ cache: name, tier: "lru" })
       expect(stats.hits + stats.sets).toBe(0)
+    }))
+
+  it.effect.prop(
+    "answers a synchronous read exactly as get: values, recency, expiry and metrics",
+    [fc.integer({ min: 1, max: 8 }), fc.boolean(), fc.array(op, { maxLength: 120 })],
+    ([capacity, versioned, ops]) =>
+      Effect.gen(function*() {
+        // Two caches fed the same operations; one answers reads through `get`, the other through `read`.
+        const make = (name: string) =>
+          LruCache.make<number, number>({
+            capacity,
+            timeToLive: "30 millis",
+            name,
+            ...(versioned ? { version: (value: number) => value, tombstoneTimeToLive: "20 millis" } : {})
+          })
+        const names = [`lru-get-${Math.random()}`, `lru-read-${Math.random()}`] as const
+        const viaGet = yield* make(names[0])
+        const viaRead = yield* make(names[1])
+        const read = syncReaderOf(viaRead)!
+        expect(read).toBeTypeOf("function")
+        for (const step of ops) {
+          switch (step.op) {
+            case "get":
+            case "getOption": {
+              const got = yield* Effect.either(viaGet.get(step.key))
+              const answer = yield* Effect.sync(() => read(step.key))
+              expect(answer).toBe(got._tag === "Right" ? got.right : notFound)
+              break
+            }
+            case "advance":
+              yield* TestClock.adjust(Duration.millis(step.millis))
+              break
+            case "set":
+              yield* Effect.forEach([viaGet, viaRead], (cache) => cache.set(step.key, step.value, options(step.ttl)))
+              break
+            case "setMany":
+              yield* Effect.forEach([viaGet, viaRead], (cache) => cache.setMany(step.entries, options(step.ttl)))
+              break
+            case "invalidate":
+              yield* Effect.forEach([viaGet, viaRead], (cache) => cache.invalidate(step.key))
+              break
+            case "invalidateAll":
+              yield* Effect.forEach([viaGet, viaRead], (cache) => cache.invalidateAll)
+              break
+            case "getMany":
+              expect(yield* viaRead.getMany(step.keys)).toStrictEqual(yield* viaGet.getMany(step.keys))
+              break
+          }
+          expect(yield* viaRead.size).toBe(yield* viaGet.size)
+        }
+        const [a, b] = yield* Effect.all(names.map((cache) => CacheMetrics.stats({ cache, tier: "lru" })))
+        expect(b).toStrictEqual(a)
+      }),
+    { fastCheck: { numRuns: 100 } }
+  )
+
+  it.effect("offers no synchronous read through a wrapper that replaces get", () =>
+    Effect.gen(function*() {
+      const cache = yield* LruCache.make<number, number>({ capacity: 4, metrics: false })
+      yield* cache.set(1, 10)
+      expect(syncReaderOf(cache)?.(1)).toBe(10)
+      expect(syncReaderOf(cache)?.(2)).toBe(notFound)
+      const traced: Cache.Cache<number, number> = { ...cache, get: (key) => Effect.withSpan(cache.get(key), "traced") }
+      expect(syncReaderOf(traced)).toBeUndefined()
+      // A spread that keeps the tier's own get keeps the read: nothing is bypassed.
+      expect(syncReaderOf({ ...cache })).toBeTypeOf("function")
+    }))
+
+  it.effect("reads when the fiber runs get, whether yielded in a generator or composed", () =>
+    Effect.gen(function*() {
+      const name = `lru-lazy-${Math.random()}`
+      const cache = yield* LruCache.make<string, number>({ capacity: 2, name })
+      // Built before the write, run after it: the read happens when the fiber runs the effect.
+      const early = cache.get("a")
+      yield* cache.set("a", 1)
+      expect(yield* early).toBe(1)
+      expect(yield* Effect.map(early, (n) => n + 1)).toBe(2)
+      expect(Effect.runSync(early)).toBe(1)
+      // A miss fails with CacheMiss on both paths, recoverable by tag.
+      const missing = cache.get("b")
+      expect(yield* Effect.flip(missing)).toStrictEqual(new Cache.CacheMiss({ key: "b", cache: name }))
+      expect(yield* missing.pipe(Effect.catchTag("CacheMiss", () => Effect.succeed(-1)))).toBe(-1)
+      const inGenerator = yield* Effect.either(Effect.gen(function*() {
+        return yield* missing
+      }))
+      expect(inGenerator).toStrictEqual(Either.left(new Cache.CacheMiss({ key: "b", cache: name })))
+      // A hit in a generator marks the key most recently used, as any other read does.
+      yield* cache.set("b", 2)
+      yield* Effect.gen(function*() {
+        yield* early
+      })
+      yield* cache.set("c", 3) // evicts "b", the least recent after the read of "a"
+      expect(yield* cache.getMany(["a", "b", "c"])).toStrictEqual(new Map([["a", 1], ["c", 3]]))
+      const stats = yield* CacheMetrics.stats({ cache: name, tier: "lru" })
+      expect(stats).toMatchObject({ hits: 6, misses: 4, evictions: 1 })
+    }))
+
+  it.effect("at capacity 2^30, holds what it is given and empties on invalidateAll, over and over", () =>
+    Effect.gen(function*() {
+      const name = `lru-huge-${Math.random()}`
+      const cache = yield* LruCache.make<number | string, number>({ capacity: 2 ** 30, timeToLive: "1 minute", name })
+      for (let round = 0; round < 200; round++) {
+        yield* cache.setMany(Array.from({ length: 10 }, (_, i) => [i % 2 === 0 ? i : `k${i}`, round] as const))
+        expect(yield* cache.size).toBe(10)
+        expect(yield* cache.get("k3")).toBe(round)
+        yield* cache.invalidateAll
+        expect(yield* cache.size).toBe(0)
+        expect(yield* cache.getOption(0)).toStrictEqual(Option.none())
+      }
+      yield* cache.set(1, 1)
+      yield* TestClock.adjust("1 minute")
+      expect(yield* cache.getOption(1)).toStrictEqual(Option.none())
+      const stats = yield* CacheMetrics.stats({ cache: name, tier: "lru" })
+      expect(stats).toMatchObject({ invalidations: 2_000, expirations: 1, evictions: 0, size: 0 })
     }))
 })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
-import { IntIndex } from "../src/internal/intIndex.js"
-import { LruMap } from "../src/internal/lruMap.js"
+import { hashString, IntIndex, StringIndex } from "../src/internal/intIndex.js"
+import { LruMap, maxCapacity } from "../src/internal/lruMap.js"
 import { ModelLru } from "./support/models.js"
 
 /** Keys that exercise both indexes and the `Map` equality corner cases: -0, NaN, non-integers, big ints. */
@@ -94,6 +94,140 @@ describe("LruMap", () => {
     expect(() => map.set(3, 3)).toThrow("boom")
     expect([...map.entries()]).toStrictEqual([[3, 3], [2, 2]])
     expect(map.get(1)).toBeUndefined()
+  })
+
+  describe("memory and time follow the entries held, not the capacity", () => {
+    /** Array buffers in use now, after a collection when the test runs with --expose-gc. */
+    const buffers = () => {
+      ;(globalThis as { gc?: () => void }).gc?.()
+      return process.memoryUsage().arrayBuffers
+    }
+
+    it.prop(
+      "at capacities 2^30 and 1e8, stays a textbook LRU over random operations and repeated clears",
+      [fc.constantFrom(maxCapacity, 1e8), fc.array(op, { maxLength: 300 })],
+      ([capacity, ops]) => {
+        const map = new LruMap<unknown, number>(capacity, () => {
+          throw new Error("nothing is evicted below capacity")
+        })
+        const model = new ModelLru<unknown, number>(capacity)
+        for (const step of [...ops, { op: "clear" as const }, ...ops]) {
+          if (step.op === "set") {
+            map.set(step.key, step.value)
+            model.set(step.key, step.value)
+          } else if (step.op === "clear") {
+            map.clear()
+            model.entries.clear()
+          } else if (step.op === "delete") {
+            expect(map.delete(step.key)).toBe(model.delete(step.key))
+          } else {
+            expect(map.get(step.key)).toStrictEqual(model.get(step.key))
+          }
+        }
+        expect([...map.entries()]).toStrictEqual(model.order())
+      },
+      { fastCheck: { numRuns: 50 } }
+    )
+
+    it("builds and clears a map of capacity 2^30 in constant memory, many times over", () => {
+      const before = buffers()
+      const kept: Array<LruMap<number, number>> = []
+      for (let i = 0; i < 1_000; i++) {
+        const map = new LruMap<number, number>(maxCapacity)
+        for (let k = 0; k < 5; k++) map.set(k * 7919, k)
+        map.clear()
+        map.set(i, i)
+        kept.push(map)
+      }
+      // A thousand maps holding an entry each: kilobytes, where a capacity-sized array would be gigabytes each.
+      expect(buffers() - before).toBeLessThan(8 * 2 ** 20)
+      expect(kept.every((map, i) => map.size === 1 && map.get(i) === i)).toBe(true)
+    })
+
+    it("holds a hundred thousand entries at capacity 2^30 and then clears them, staying exact", () => {
+      const map = new LruMap<number | string, number>(maxCapacity)
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 100_000; i++) map.set(i % 2 === 0 ? i : `k${i}`, i)
+        expect(map.size).toBe(100_000)
+        expect(map.get(0)).toBe(0)
+        expect(map.get("k99999")).toBe(99_999)
+        expect([...map.entries()].slice(0, 3)).toStrictEqual([["k99999", 99_999], [0, 0], [99_998, 99_998]])
+        map.clear()
+        expect(map.size).toBe(0)
+        expect(map.get(0)).toBeUndefined()
+        expect([...map.entries()]).toStrictEqual([])
+      }
+    })
+  })
+
+  describe("the owner's numbers per entry", () => {
+    it.prop(
+      "keep what was written for each live entry, through growth, eviction, deletion and clear",
+      [
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(
+          fc.oneof(
+            { weight: 6, arbitrary: fc.record({ op: fc.constant("set" as const), key, a: fc.double(), b: fc.double() }) },
+            { weight: 2, arbitrary: fc.record({ op: fc.constant("delete" as const), key }) },
+            { weight: 1, arbitrary: fc.record({ op: fc.constant("clear" as const) }) }
+          ),
+          { maxLength: 300 }
+        )
+      ],
+      ([capacity, ops]) => {
+        const evictedNumbers: Array<number> = []
+        const map: LruMap<unknown, number> = new LruMap(capacity, (_key, _value, slot) => {
+          evictedNumbers.push(map.numberAt(slot, 0))
+        }, 2)
+        const model = new ModelLru<unknown, readonly [number, number]>(capacity)
+        const modelEvicted: Array<number> = []
+        for (const step of ops) {
+          if (step.op === "set") {
+            const slot = map.set(step.key, 0)
+            map.setNumber(slot, 0, step.a)
+            map.setNumber(slot, 1, step.b)
+            const out = model.set(step.key, [step.a, step.b])
+            if (out !== undefined) modelEvicted.push(out.value[0])
+          } else if (step.op === "delete") {
+            map.delete(step.key)
+            model.delete(step.key)
+          } else {
+            map.clear()
+            model.entries.clear()
+          }
+          for (const [k, { value }] of model.entries) {
+            const slot = map.slotOf(k)
+            expect(map.keyAt(slot)).toStrictEqual(k)
+            expect([map.numberAt(slot, 0), map.numberAt(slot, 1)]).toStrictEqual(value)
+          }
+        }
+        expect(evictedNumbers).toStrictEqual(modelEvicted)
+      },
+      { fastCheck: { numRuns: 200 } }
+    )
+
+    it("read as Infinity until a finite one is written", () => {
+      const map = new LruMap<string, string>(4, undefined, 1)
+      const slot = map.set("a", "A")
+      map.setNumber(slot, 0, Infinity)
+      expect(map.numberAt(slot, 0)).toBe(Infinity)
+      map.setNumber(map.set("b", "B"), 0, 42)
+      expect(map.numberAt(map.slotOf("b"), 0)).toBe(42)
+      expect(map.numberAt(slot, 0)).toBe(Infinity)
+    })
+
+    it("select entries to remove with deleteWhere, in any position of the recency list", () => {
+      const map = new LruMap<number, number>(100, undefined, 1)
+      for (let i = 0; i < 50; i++) map.setNumber(map.set(i, i), 0, i % 3)
+      expect(map.deleteWhere((slot) => map.numberAt(slot, 0) === 0)).toBe(17)
+      expect([...map.entries()].map(([k]) => k)).toStrictEqual(
+        Array.from({ length: 50 }, (_, i) => 49 - i).filter((k) => k % 3 !== 0)
+      )
+      expect(map.deleteWhere(() => true)).toBe(33)
+      expect(map.size).toBe(0)
+      map.set(7, 7)
+      expect([...map.entries()]).toStrictEqual([[7, 7]])
+    })
   })
 
   describe("exactness on long generated traces (hit counts of a textbook LRU)", () => {
@@ -199,4 +333,58 @@ describe("IntIndex", () => {
     },
     { fastCheck: { numRuns: 300 } }
   )
+})
+
+describe("StringIndex", () => {
+  const stringKey = fc.oneof(fc.constantFrom("a", "b", "", "key:1", "key:2"), fc.string({ maxLength: 6 }))
+  it.prop(
+    "agrees with a Map under random insert / delete / get, through growth and backward-shift deletion",
+    [
+      fc.array(
+        fc.oneof(
+          fc.record({ op: fc.constant("set" as const), key: stringKey }),
+          fc.record({ op: fc.constantFrom("delete" as const, "get" as const), key: stringKey })
+        ),
+        { maxLength: 400 }
+      )
+    ],
+    ([ops]) => {
+      // Slots are handed out as LruMap does: the owner's keys array holds the key of each slot.
+      const index = new StringIndex(2)
+      const keys: Array<string | undefined> = []
+      const model = new Map<string, number>()
+      for (const step of ops) {
+        const hash = hashString(step.key)
+        if (step.op === "set") {
+          if (!model.has(step.key)) {
+            const slot = keys.length
+            keys.push(step.key)
+            index.insert(hash, slot)
+            model.set(step.key, slot)
+          }
+        } else if (step.op === "delete") {
+          const slot = model.get(step.key)
+          if (slot !== undefined) {
+            index.delete(hash, slot)
+            keys[slot] = undefined
+            model.delete(step.key)
+          }
+        } else {
+          // A copy of the key (a distinct string object) finds the same slot.
+          expect(index.get([...step.key].join(""), hash, keys)).toBe(model.get(step.key) ?? -1)
+        }
+        expect(index.size).toBe(model.size)
+      }
+      for (const [k, slot] of model) expect(index.get(k, hashString(k), keys)).toBe(slot)
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+
+  it("hashes to small integers (V8 Smis), the same for equal strings", () => {
+    for (const s of ["", "a", "key:123456", "ü€😀", "x".repeat(1000)]) {
+      const hash = hashString(s)
+      expect(hash).toBe(hashString([...s].join("")))
+      expect(Number.isInteger(hash) && hash >= 0 && hash < 2 ** 30).toBe(true)
+    }
+  })
 })

@@ -11,6 +11,7 @@ import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 import * as Cache from "../src/Cache.js"
 import * as CacheMetrics from "../src/CacheMetrics.js"
+import { notFound, syncReaderOf } from "../src/internal/syncRead.js"
 import * as TtlCache from "../src/TtlCache.js"
 
 const key = fc.integer({ min: 0, max: 10 })
@@ -136,5 +137,28 @@ describe("TtlCache", () => {
         const error = yield* Effect.flip(TtlCache.make(bad))
         expect(error._tag).toBe("IllegalArgumentException")
       }
+    }))
+
+  it.scoped("answers a synchronous read as get does, and sweeps many entries written at different times", () =>
+    Effect.gen(function*() {
+      const name = `ttl-read-${Math.random()}`
+      const cache = yield* TtlCache.make<number, number>({ timeToLive: "10 seconds", sweepInterval: "1 second", name })
+      const read = syncReaderOf(cache)!
+      // 10,000 entries, one batch per second for ten seconds, with their own lifetimes of 1 to 10 seconds.
+      for (let second = 0; second < 10; second++) {
+        yield* cache.setMany(Array.from({ length: 1_000 }, (_, i) => [second * 1_000 + i, i] as const), {
+          timeToLive: Duration.seconds(1 + (second % 10))
+        })
+        yield* TestClock.adjust("1 second")
+      }
+      // Written at second s with a lifetime of 1 + s seconds: alive until 1 + 2s, so batches 0 … 4 are swept.
+      expect(yield* cache.size).toBe(5_000)
+      expect(read(4_999)).toBe(notFound)
+      expect(read(5_000)).toBe(0)
+      expect(yield* cache.get(9_999)).toBe(999)
+      const stats = yield* CacheMetrics.stats({ cache: name, tier: "ttl" })
+      expect(stats).toMatchObject({ hits: 2, misses: 1, expirations: 5_000, size: 5_000 })
+      const traced: Cache.Cache<number, number> = { ...cache, get: (key) => cache.get(key) }
+      expect(syncReaderOf(traced)).toBeUndefined()
     }))
 })

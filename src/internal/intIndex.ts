@@ -1,22 +1,26 @@
 /**
- * An open-addressing hash index from 32-bit integer keys to slot numbers, for `LruMap`.
+ * Open-addressing hash indexes from keys to slot numbers, for `LruMap`: `IntIndex` for 32-bit integer keys and
+ * `StringIndex` for string keys.
  *
- * Why it exists: integer ids are the most common cache keys, and a `Map` pays for every eviction with a
- * `delete` (a tombstone) and a `set`, plus periodic rehashing of the whole table to clear the tombstones.
- * Linear probing with backward-shift deletion leaves no tombstones, so a delete followed by an insert costs
- * two short probes and nothing later. Each bucket is a pair in one `Int32Array` — the key, then the slot plus
- * one (zero marks an empty bucket) — so a probe touches one cache line. The table doubles while it is more
- * than half full and never shrinks.
+ * Why they exist: integer ids and short strings are the most common cache keys, and a `Map` (or an object used
+ * as a dictionary) pays for every eviction with a `delete` (a tombstone) and a `set`, plus periodic rehashing
+ * of the whole table to clear the tombstones. Linear probing with backward-shift deletion leaves no
+ * tombstones, so a delete followed by an insert costs two short probes and nothing later. Each bucket is a pair
+ * in one `Int32Array` — a 32-bit word (the integer key itself, or a string's hash), then the slot plus one
+ * (zero marks an empty bucket) — so a probe touches one cache line. The table doubles while it is more than
+ * half full and never shrinks (`LruMap.clear` drops it instead).
  *
  * @internal
  */
-export class IntIndex {
-  private table: Int32Array
-  private mask: number
+
+/** The bucket table shared by both indexes: pairs of a 32-bit word and a slot plus one. */
+abstract class Buckets {
+  protected table: Int32Array
+  protected mask: number
   private shift: number
   private count = 0
 
-  constructor(initialSize = 16) {
+  constructor(initialSize: number) {
     const buckets = 2 ** Math.ceil(Math.log2(Math.max(initialSize, 2)))
     this.table = new Int32Array(buckets * 2)
     this.mask = buckets - 1
@@ -28,36 +32,24 @@ export class IntIndex {
     return this.count
   }
 
-  /** The slot stored under `key`, or -1. */
-  get(key: number): number {
-    const table = this.table
-    let i = this.home(key)
-    for (;;) {
-      const stored = table[2 * i + 1]!
-      if (stored === 0) return -1
-      if (table[2 * i] === key) return stored - 1
-      i = (i + 1) & this.mask
-    }
+  /** Fibonacci hashing: spreads sequential ids (and weak low bits of a string hash) over the whole table. */
+  protected home(word: number): number {
+    return Math.imul(word, 0x9e3779b1) >>> this.shift
   }
 
-  /** Stores `slot` under `key`, replacing any previous slot. */
-  set(key: number, slot: number): void {
+  /** Stores a pair whose key is known to be absent, growing first if need be. */
+  protected add(word: number, slot: number): void {
     if ((this.count + 1) * 4 > this.table.length) this.grow()
-    this.insert(key, slot)
+    this.place(word, slot)
   }
 
-  /** Removes `key`; returns whether it was held. */
-  delete(key: number): boolean {
+  /**
+   * Empties bucket `i`. Backward-shift deletion: later pairs of the probe run move into the hole when the hole
+   * lies between their home bucket and where they sit, so lookups never meet a gap inside a run.
+   */
+  protected removeAt(i: number): void {
     const table = this.table
     const mask = this.mask
-    let i = this.home(key)
-    for (;;) {
-      if (table[2 * i + 1] === 0) return false
-      if (table[2 * i] === key) break
-      i = (i + 1) & mask
-    }
-    // Backward-shift deletion: pull later entries of the probe run into the hole when the hole lies between
-    // their home bucket and where they sit, so lookups never meet a gap inside a run.
     let hole = i
     let j = i
     for (;;) {
@@ -74,32 +66,15 @@ export class IntIndex {
     }
     table[2 * hole + 1] = 0
     this.count--
-    return true
   }
 
-  /** Removes every key. */
-  clear(): void {
-    this.table.fill(0)
-    this.count = 0
-  }
-
-  private insert(key: number, slot: number): void {
+  private place(word: number, slot: number): void {
     const table = this.table
-    let i = this.home(key)
-    for (;;) {
-      const stored = table[2 * i + 1]!
-      if (stored === 0) {
-        table[2 * i] = key
-        table[2 * i + 1] = slot + 1
-        this.count++
-        return
-      }
-      if (table[2 * i] === key) {
-        table[2 * i + 1] = slot + 1
-        return
-      }
-      i = (i + 1) & this.mask
-    }
+    let i = this.home(word)
+    while (table[2 * i + 1] !== 0) i = (i + 1) & this.mask
+    table[2 * i] = word
+    table[2 * i + 1] = slot + 1
+    this.count++
   }
 
   private grow(): void {
@@ -111,12 +86,103 @@ export class IntIndex {
     this.count = 0
     for (let i = 0; i < old.length; i += 2) {
       const stored = old[i + 1]!
-      if (stored !== 0) this.insert(old[i]!, stored - 1)
+      if (stored !== 0) this.place(old[i]!, stored - 1)
+    }
+  }
+}
+
+/** An index of 32-bit integer keys: the bucket's word is the key itself. */
+export class IntIndex extends Buckets {
+  constructor(initialSize = 16) {
+    super(initialSize)
+  }
+
+  /** The slot stored under `key`, or -1. */
+  get(key: number): number {
+    const table = this.table
+    let i = this.home(key)
+    for (;;) {
+      const stored = table[2 * i + 1]!
+      if (stored === 0) return -1
+      if (table[2 * i] === key) return stored - 1
+      i = (i + 1) & this.mask
     }
   }
 
-  /** Fibonacci hashing: spreads sequential ids over the whole table. */
-  private home(key: number): number {
-    return Math.imul(key, 0x9e3779b1) >>> this.shift
+  /** Stores `slot` under `key`, replacing any previous slot. */
+  set(key: number, slot: number): void {
+    const table = this.table
+    let i = this.home(key)
+    for (;;) {
+      const stored = table[2 * i + 1]!
+      if (stored === 0) return this.add(key, slot)
+      if (table[2 * i] === key) {
+        table[2 * i + 1] = slot + 1
+        return
+      }
+      i = (i + 1) & this.mask
+    }
+  }
+
+  /** Removes `key`; returns whether it was held. */
+  delete(key: number): boolean {
+    const table = this.table
+    let i = this.home(key)
+    for (;;) {
+      const stored = table[2 * i + 1]!
+      if (stored === 0) return false
+      if (table[2 * i] === key) break
+      i = (i + 1) & this.mask
+    }
+    this.removeAt(i)
+    return true
+  }
+}
+
+/**
+ * An FNV-1a hash of `key`'s UTF-16 code units, cut to 30 bits. Unlike `Map`, which reuses the hash V8 caches in
+ * a string, this reads the whole key on every lookup: cheap for the short keys caches use, O(length) for long
+ * ones. Thirty bits keep it a small integer (a V8 Smi): a full 32-bit hash is boxed as a heap number wherever
+ * it crosses a call, which measured several times slower.
+ */
+export const hashString = (key: string): number => {
+  let hash = 0x811c9dc5 | 0
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193)
+  return hash & 0x3fffffff
+}
+
+/**
+ * An index of string keys: the bucket's word is the key's `hashString`, and the keys themselves stay in the
+ * owner's array (`keys[slot]`), compared only when the hashes match. The owner keeps each entry's hash too, so
+ * that removing an entry (an eviction) finds its bucket without reading the key again.
+ */
+export class StringIndex extends Buckets {
+  constructor(initialSize = 16) {
+    super(initialSize)
+  }
+
+  /** The slot of `key` (whose hash is `hash`), given the owner's keys by slot; -1 when absent. */
+  get(key: string, hash: number, keys: ReadonlyArray<unknown>): number {
+    const table = this.table
+    let i = this.home(hash)
+    for (;;) {
+      const stored = table[2 * i + 1]!
+      if (stored === 0) return -1
+      if (table[2 * i] === hash && keys[stored - 1] === key) return stored - 1
+      i = (i + 1) & this.mask
+    }
+  }
+
+  /** Indexes `slot` under `hash`; its key must not be indexed already. */
+  insert(hash: number, slot: number): void {
+    this.add(hash, slot)
+  }
+
+  /** Removes `slot`, indexed under `hash`. */
+  delete(hash: number, slot: number): void {
+    const table = this.table
+    let i = this.home(hash)
+    while (table[2 * i + 1] !== slot + 1) i = (i + 1) & this.mask
+    this.removeAt(i)
   }
 }
