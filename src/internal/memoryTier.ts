@@ -10,13 +10,12 @@
  */
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import * as Effectable from "effect/Effectable"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import { SingleShotGen, YieldWrap } from "effect/Utils"
 import type { Cache, SetOptions } from "../Cache.js"
 import { CacheMiss } from "../Cache.js"
 import type { CacheMetrics } from "../CacheMetrics.js"
+import { Answer } from "./answer.js"
 import { LruMap } from "./lruMap.js"
 import { entryTimeToLive } from "./options.js"
 import { notFound, type SyncRead, syncRead } from "./syncRead.js"
@@ -41,31 +40,6 @@ export interface MemoryTier<K, V> {
   readonly cache: Cache<K, V>
   /** Removes every entry that has expired by now, counted as expirations. O(size). */
   readonly sweep: () => void
-}
-
-/**
- * `Cache.get` as one primitive that answers both a hit and a miss, instead of `Effect.suspend` around an
- * `Effect.succeed` or `Effect.fail`: run by the fiber, it commits to the answer, and within `Effect.gen` a
- * `yield*` reads the tier at that point and hands the generator's driver the answer directly. A hit is then an
- * `Exit`, which the driver applies in place like a `yield* Effect.succeed(value)` — no trip through the fiber's
- * run loop, which is what the suspended version costs twice per hit (measured in `bench/effect.ts`).
- */
-class Get<K, V> extends Effectable.Class<V, CacheMiss> {
-  constructor(
-    private readonly answer: (key: K) => Effect.Effect<V, CacheMiss>,
-    private readonly key: K
-  ) {
-    super()
-  }
-
-  commit(): Effect.Effect<V, CacheMiss> {
-    return this.answer(this.key)
-  }
-
-  // The generator calls this when it reaches `yield*`, that is when the fiber runs this effect, never earlier.
-  override [Symbol.iterator](): Effect.EffectGenerator<Effect.Effect<V, CacheMiss>> {
-    return new SingleShotGen(new YieldWrap(this.answer(this.key)))
-  }
 }
 
 /**
@@ -151,7 +125,7 @@ export const make = <K, V>(options: {
     return slot < 0 ? Effect.fail(new CacheMiss({ key, cache: name })) : Exit.succeed(entries.valueAt(slot) as V)
   }
 
-  const get = (key: K): Effect.Effect<V, CacheMiss> => new Get(answer, key)
+  const get = (key: K): Effect.Effect<V, CacheMiss> => new Answer(answer, key)
 
   /** The version a live entry under `key` refuses writes below (`-Infinity`: none). Marks the key recent. */
   const floorOf = (key: K): number => {

@@ -25,6 +25,7 @@ import { CacheMiss } from "../Cache.js"
 import * as CacheMetrics from "../CacheMetrics.js"
 import type * as MultiLevelCache from "../MultiLevelCache.js"
 import type { Tier } from "../MultiLevelCache.js"
+import { Answer } from "./answer.js"
 import * as BatchedFlight from "./batchedFlight.js"
 import { GuardedTier, makeBreaker, type Refresh } from "./guardedTier.js"
 import { notFound, syncReaderOf } from "./syncRead.js"
@@ -278,15 +279,16 @@ const readPath = <K, V, E>(
   const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
   const read = plainNearest ? syncReaderOf(nearest.cache) : undefined
   if (read !== undefined) {
+    // One primitive per get, as the in-memory tier's own (see `Answer`): a hit costs what that tier's does.
+    const answer = (key: K): Effect.Effect<V, CacheMiss | E> => {
+      if (chain.fromNearest(key)) {
+        const hit = read(key)
+        if (hit !== notFound) return Effect.succeed(hit)
+      }
+      return load(key)
+    }
     return {
-      get: (key: K): Effect.Effect<V, CacheMiss | E> =>
-        Effect.suspend(() => {
-          if (chain.fromNearest(key)) {
-            const hit = read(key)
-            if (hit !== notFound) return Effect.succeed(hit)
-          }
-          return load(key)
-        }),
+      get: (key: K): Effect.Effect<V, CacheMiss | E> => new Answer(answer, key),
       getOption: (key: K): Effect.Effect<Option.Option<V>, E> =>
         Effect.suspend(() => {
           if (chain.fromNearest(key)) {
