@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Scheduler from "effect/Scheduler"
 import * as CacheMetrics from "../src/CacheMetrics.js"
 import * as SingleFlight from "../src/SingleFlight.js"
 
@@ -168,6 +169,24 @@ describe("SingleFlight.makeBatched", () => {
       expect(second).toStrictEqual(Option.some("v2"))
       expect(r.calls).toStrictEqual([[2]]) // once, not twice
       expect(r.currentAtEnd).toStrictEqual([new Map([[2, true]])])
+    }))
+
+  it.scoped("a caller leaving a batch its leader has not started yet does not unregister the leader's keys", () =>
+    Effect.gen(function*() {
+      const r = yield* recordingResolver({ gated: true })
+      const flight = yield* SingleFlight.makeBatched({ resolve: r.resolve })
+      // The leader's scheduler turn takes a timer tick (5 ms of real time): the follower joins and leaves before.
+      const leader = yield* Effect.fork(Effect.withScheduler(flight.get(2), Scheduler.timer(5)))
+      const follower = yield* Effect.fork(flight.getMany([2]))
+      yield* waitUntil(() => Effect.runSync(flight.size) === 1 && follower.unsafePoll() === null)
+      for (let i = 0; i < 3; i++) yield* Effect.yieldNow()
+      yield* Fiber.interrupt(follower)
+      yield* Deferred.await(r.started)
+      // A change of the key after the load began must reach that load, whoever runs it.
+      yield* flight.invalidate(2)
+      yield* Deferred.succeed(r.release, undefined)
+      expect(yield* Fiber.join(leader)).toStrictEqual(Option.some("v2"))
+      expect(r.currentAtEnd).toStrictEqual([new Map([[2, false]])])
     }))
 
   it.scoped("a leader interrupted while others wait hands the batch over: they get the answer", () =>

@@ -58,7 +58,10 @@ class Batch<K, A, E> {
   readonly waiters = new Set<Waiter<K, A, E>>()
   /** The fiber running the batch, when it runs in one of its own (not in its leader's). */
   fiber: Fiber.RuntimeFiber<void> | undefined = undefined
-  /** Whether a caller is running the batch in its own fiber. */
+  /**
+   * Whether a caller leads the batch (from opening it until it hands it over or settles it): then the batch
+   * is neither forgotten nor interrupted when its last waiter leaves, since the leader still runs it.
+   */
   led = false
   /** Whether `resolve` has begun: until then it has read nothing that a write could make stale. */
   started = false
@@ -200,7 +203,6 @@ export const make = <K, A, E, R>(options: Options<K, A, E, R>, environment: Envi
           handOver()
           return restore(wait(batch, key))
         }
-        batch.led = true
         const started = clock.unsafeCurrentTimeMillis()
         return Effect.matchCauseEffect(restore(provide(Effect.suspend(() => begin(batch)))), {
           onFailure: (cause): Effect.Effect<Option.Option<A>, E> => {
@@ -240,6 +242,7 @@ export const make = <K, A, E, R>(options: Options<K, A, E, R>, environment: Envi
         return wait(collecting, key)
       }
       const batch = new Batch<K, A, E>()
+      batch.led = true
       collecting = batch
       batch.keys.push(key)
       flights.set(key, batch)
