@@ -10,6 +10,7 @@ import type * as Cache from "../src/Cache.js"
 import { deadlineLeaf, honours, honoursDeadlines, markOf } from "../src/internal/deadline.js"
 import * as LruCache from "../src/LruCache.js"
 import * as MultiLevelCache from "../src/MultiLevelCache.js"
+import { hangingTier } from "./support/tiers.js"
 
 /** Counts the fibers started under it. */
 class FiberCounter extends Supervisor.AbstractSupervisor<number> {
@@ -50,18 +51,6 @@ const makeSilentTier = () => {
   return { tier: Object.assign(tier, { [honoursDeadlines]: markOf(tier) }), state }
 }
 
-/** A tier that never answers, built from plain effects: it knows nothing of deadlines. */
-const hangingTier: Cache.Cache<string, string> = {
-  name: "hanging",
-  get: () => Effect.never,
-  getOption: () => Effect.never,
-  getMany: () => Effect.never,
-  set: () => Effect.never,
-  setMany: () => Effect.never,
-  invalidate: () => Effect.never,
-  invalidateAll: Effect.never,
-  size: Effect.never
-}
 
 const loadAll = (keys: ReadonlyArray<string>) => Effect.succeed(new Map(keys.map((key) => [key, key.toUpperCase()])))
 

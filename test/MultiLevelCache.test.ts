@@ -11,6 +11,7 @@ import * as CacheMetrics from "../src/CacheMetrics.js"
 import * as LruCache from "../src/LruCache.js"
 import * as MultiLevelCache from "../src/MultiLevelCache.js"
 import * as WriteThrough from "../src/WriteThrough.js"
+import { hangingTier } from "./support/tiers.js"
 
 class StoreDown extends Data.TaggedError("StoreDown")<{}> {}
 
@@ -54,18 +55,6 @@ const brokenTier: Cache.Cache<string, string, StoreDown> = {
   size: new StoreDown()
 }
 
-/** A tier that never answers: a backend that hangs. */
-const hangingTier: Cache.Cache<string, string> = {
-  name: "hanging",
-  get: () => Effect.never,
-  getOption: () => Effect.never,
-  getMany: () => Effect.never,
-  set: () => Effect.never,
-  setMany: () => Effect.never,
-  invalidate: () => Effect.never,
-  invalidateAll: Effect.never,
-  size: Effect.never
-}
 
 const twoTiers = (store: Effect.Effect.Success<ReturnType<typeof makeStore>>, name = `mlc-${Math.random()}`) =>
   Effect.gen(function*() {
