@@ -128,7 +128,15 @@ const names = {
   errors: "cache_errors",
   skips: "cache_skips",
   size: "cache_size",
-  loadDuration: "cache_load_duration_ms"
+  loadDuration: "cache_load_duration_ms",
+  staleServed: "cache_stale_served",
+  refreshesStarted: "cache_refreshes_started",
+  refreshesCompleted: "cache_refreshes_completed",
+  refreshesDiscarded: "cache_refreshes_discarded",
+  failSafeActivations: "cache_fail_safe_activations",
+  softTimeouts: "cache_soft_timeouts",
+  hardTimeouts: "cache_hard_timeouts",
+  negativeHits: "cache_negative_hits"
 } as const
 
 /**
@@ -368,3 +376,93 @@ export const disabled = (labels: Labels): CacheMetrics => ({
  * @category getters
  */
 export const stats = (labels: Labels): Effect.Effect<CacheStats> => Effect.suspend(() => make(labels).stats)
+
+/**
+ * A snapshot of a loading cache's freshness counters (see `LoadingCache`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FreshnessStats {
+  /** Answers given with a stale value: stale-while-revalidate, fail-safe, soft timeouts, throttled keys. */
+  readonly staleServed: number
+  /** Background refreshes started (stale-while-revalidate, early refresh, `refresh`). */
+  readonly refreshesStarted: number
+  /** Refreshes whose load finished and whose result was kept (back-filled). */
+  readonly refreshesCompleted: number
+  /** Refreshes overtaken by a write, invalidation or bus message of their key: their result was dropped. */
+  readonly refreshesDiscarded: number
+  /** Keys answered with a stale value because their load failed or hit the hard timeout (fail-safe). */
+  readonly failSafeActivations: number
+  /** Keys whose load passed the soft timeout and were answered stale while it went on. */
+  readonly softTimeouts: number
+  /** Keys whose load passed the hard timeout (`LoadTimeout`, or fail-safe when a stale value was there). */
+  readonly hardTimeouts: number
+  /** Reads answered "absent" by a negative entry. */
+  readonly negativeHits: number
+}
+
+/**
+ * Records a loading cache's freshness events; `unsafe*` methods update synchronously.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FreshnessMetrics {
+  unsafeStaleServed(): void
+  unsafeRefreshStarted(): void
+  unsafeRefreshCompleted(): void
+  unsafeRefreshDiscarded(): void
+  unsafeFailSafe(): void
+  unsafeSoftTimeout(): void
+  unsafeHardTimeout(): void
+  unsafeNegativeHit(): void
+  /** The current values of these counters. */
+  readonly stats: Effect.Effect<FreshnessStats>
+}
+
+const freshnessNames = [
+  ["staleServed", names.staleServed],
+  ["refreshesStarted", names.refreshesStarted],
+  ["refreshesCompleted", names.refreshesCompleted],
+  ["refreshesDiscarded", names.refreshesDiscarded],
+  ["failSafeActivations", names.failSafeActivations],
+  ["softTimeouts", names.softTimeouts],
+  ["hardTimeouts", names.hardTimeouts],
+  ["negativeHits", names.negativeHits]
+] as const
+
+/**
+ * The freshness counters of one loading cache (registered at once, like `make`'s), or a recorder of nothing
+ * when `enabled` is false.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const freshness = (labels: Labels, enabled = true): FreshnessMetrics => {
+  const hooks = new Map<keyof FreshnessStats, CounterHook | undefined>(
+    freshnessNames.map(([field, name]) => [
+      field,
+      enabled ? Metric.globalMetricRegistry.getCounter(tag(MetricKey.counter(name), labels)) : undefined
+    ])
+  )
+  const recorder = (field: keyof FreshnessStats) => {
+    const hook = hooks.get(field)
+    return hook === undefined ? noop : () => hook.update(1)
+  }
+  return {
+    unsafeStaleServed: recorder("staleServed"),
+    unsafeRefreshStarted: recorder("refreshesStarted"),
+    unsafeRefreshCompleted: recorder("refreshesCompleted"),
+    unsafeRefreshDiscarded: recorder("refreshesDiscarded"),
+    unsafeFailSafe: recorder("failSafeActivations"),
+    unsafeSoftTimeout: recorder("softTimeouts"),
+    unsafeHardTimeout: recorder("hardTimeouts"),
+    unsafeNegativeHit: recorder("negativeHits"),
+    stats: Effect.sync(() => {
+      const stats: Record<string, number> = {}
+      for (const [field] of freshnessNames) stats[field] = hooks.get(field)?.get().count ?? 0
+      return stats as unknown as FreshnessStats
+    })
+  }
+}

@@ -17,6 +17,7 @@ import type { Cache, CacheMiss } from "./Cache.js"
 import type * as CacheMetrics from "./CacheMetrics.js"
 import * as Internal from "./internal/cachedStore.js"
 import type { InvalidationBus } from "./InvalidationBus.js"
+import type { Entry, FreshnessOptions, LoadTimeout } from "./LoadingCache.js"
 import type { Tier } from "./MultiLevelCache.js"
 
 /**
@@ -60,23 +61,49 @@ export interface Store<K, V, I, EGet, ESave, ERemove, R = never> {
 export type WriteOutcome = "refused" | "unknown" | "absent"
 
 /**
- * Options of a cached store.
+ * Options of a cached store. With `freshness` its tiers hold `LoadingCache.Entry<V>` and its reads follow the
+ * freshness options (see `FreshOptions`); without, they hold `V`.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Options<K, V, I, EGet, ESave, ERemove, R> {
+export interface Options<K, V, I, EGet, ESave, ERemove, R> extends BaseOptions<K, V, I, EGet, ESave, ERemove, R> {
+  /**
+   * The tiers, nearest first: each a `Cache` or a `Tier` with a timeout and a breaker. Shared tiers (Redis)
+   * should be versioned (`RedisCache`'s `version`); the nearest should be in memory.
+   */
+  readonly tiers: ReadonlyArray<Cache<K, V, unknown> | Tier<K, V>>
+  readonly freshness?: never
+}
+
+/**
+ * Options of a cached store whose entries go stale, with the freshness of a `LoadingCache`: negative caching,
+ * stale-while-revalidate, fail-safe, load timeouts, early refresh. Saves store fresh entries; deletes, writes
+ * and invalidations overtake every refresh and late load of their key, as they do loads.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FreshOptions<K, V, I, EGet, ESave, ERemove, R> extends BaseOptions<K, V, I, EGet, ESave, ERemove, R> {
+  /** The tiers, nearest first, holding stamped entries (see `LoadingCache.entrySchema` for a Redis tier). */
+  readonly tiers: ReadonlyArray<Cache<K, Entry<V>, unknown> | Tier<K, Entry<V>>>
+  /** How fresh entries stay and what a read does with a stale one (see `LoadingCache.FreshnessOptions`). */
+  readonly freshness: FreshnessOptions<K, V>
+}
+
+/**
+ * What both kinds of options share.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BaseOptions<K, V, I, EGet, ESave, ERemove, R> {
   /** The name its metrics are tagged with (tier `"multilevel"`). */
   readonly name: string
   /** The store. */
   readonly store: Store<K, V, I, EGet, ESave, ERemove, R>
   /** The key a saved input is stored under. */
   readonly keyOf: (input: I) => K
-  /**
-   * The tiers, nearest first: each a `Cache` or a `Tier` with a timeout and a breaker. Shared tiers (Redis)
-   * should be versioned (`RedisCache`'s `version`); the nearest should be in memory.
-   */
-  readonly tiers: ReadonlyArray<Cache<K, V, unknown> | Tier<K, V>>
   /**
    * The bus to the other instances: every write is published, and their writes drop keys from this nearest
    * tier. Without it the cache serves one instance only.
@@ -127,6 +154,8 @@ export interface CachedStore<in out K, in out V, in out I, out EGet, out ESave, 
   readonly metrics: CacheMetrics.CacheMetrics
   /** The state of each tier's breaker, nearest first (`"closed"` for tiers without one). */
   readonly breakers: Effect.Effect<ReadonlyArray<"closed" | "open" | "half-open">>
+  /** The freshness counters (all zero without `freshness`). */
+  readonly freshness: Effect.Effect<CacheMetrics.FreshnessStats>
 }
 
 /**
@@ -137,10 +166,14 @@ export interface CachedStore<in out K, in out V, in out I, out EGet, out ESave, 
  * @since 0.1.0
  * @category constructors
  */
-export const make: <K, V, I, EGet, ESave, ERemove, R>(
-  options: Options<K, V, I, EGet, ESave, ERemove, R>
-) => Effect.Effect<CachedStore<K, V, I, EGet, ESave, ERemove>, Cause.IllegalArgumentException, Scope.Scope | R> =
-  Internal.make
+export const make: {
+  <K, V, I, EGet, ESave, ERemove, R>(
+    options: FreshOptions<K, V, I, EGet, ESave, ERemove, R>
+  ): Effect.Effect<CachedStore<K, V, I, EGet | LoadTimeout, ESave, ERemove>, Cause.IllegalArgumentException, Scope.Scope | R>
+  <K, V, I, EGet, ESave, ERemove, R>(
+    options: Options<K, V, I, EGet, ESave, ERemove, R>
+  ): Effect.Effect<CachedStore<K, V, I, EGet, ESave, ERemove>, Cause.IllegalArgumentException, Scope.Scope | R>
+} = Internal.make
 
 /**
  * The cached store of a store service type: `CachedStore.Of<ProductStore>`.
@@ -183,4 +216,10 @@ export const layer = <Id, K, V, I, EGet, ESave, ERemove, R, E2 = never, R2 = nev
     | Options<K, V, I, EGet, ESave, ERemove, R>
     | Effect.Effect<Options<K, V, I, EGet, ESave, ERemove, R>, E2, R2>
 ): Layer.Layer<Id, Cause.IllegalArgumentException | E2, Exclude<R | R2, Scope.Scope>> =>
-  Layer.scoped(tag, Effect.flatMap(Effect.isEffect(options) ? options : Effect.succeed(options), make))
+  Layer.scoped(
+    tag,
+    Effect.flatMap(
+      Effect.isEffect(options) ? options : Effect.succeed(options),
+      (resolved: Options<K, V, I, EGet, ESave, ERemove, R>) => make(resolved)
+    )
+  )

@@ -21,6 +21,9 @@ export * as CacheMetrics from "./CacheMetrics.js"
 /** Keys (never values) published on Redis pub/sub so that other instances drop them from their L1. */
 export * as InvalidationBus from "./InvalidationBus.js"
 
+/** Tiers over a source with freshness: negative caching, stale-while-revalidate, fail-safe, timeouts, early refresh. */
+export * as LoadingCache from "./LoadingCache.js"
+
 /** A bounded, exact-LRU in-memory tier. */
 export * as LruCache from "./LruCache.js"
 

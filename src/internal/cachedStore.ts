@@ -12,7 +12,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type { CachedStore, Options, WriteOutcome } from "../CachedStore.js"
+import type { CachedStore, FreshOptions, Options, WriteOutcome } from "../CachedStore.js"
+import * as CacheMetrics from "../CacheMetrics.js"
+import type { LoadTimeout } from "../LoadingCache.js"
+import * as Freshness from "./freshness.js"
+import { settingsOf } from "./loadingCache.js"
 import type { InvalidationBus } from "../InvalidationBus.js"
 import * as MultiLevel from "./multiLevel.js"
 import { validateTimeToLive } from "./options.js"
@@ -64,10 +68,30 @@ const outcomeOf = <A, E>(exit: Exit.Exit<A, E>, classify: (error: E) => WriteOut
   return Option.isSome(failure) ? classify(failure.value) : "unknown"
 }
 
+/** The core a store is cached through: plain, or with freshness (whose loads may also time out). */
+const coreOf = <K, V, I, EGet, ESave, ERemove, R>(
+  options: Options<K, V, I, EGet, ESave, ERemove, R> | FreshOptions<K, V, I, EGet, ESave, ERemove, R>,
+  onRepaired: (keys: ReadonlyArray<K>) => Effect.Effect<void>,
+  freshness: CacheMetrics.FreshnessMetrics
+): Effect.Effect<Freshness.ValueCore<K, V, EGet | LoadTimeout>, Cause.IllegalArgumentException, Scope.Scope | R> => {
+  const common = {
+    name: options.name,
+    onRepaired,
+    ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics })
+  }
+  if (options.freshness === undefined) {
+    return MultiLevel.make<K, V, EGet, R>({ ...common, tiers: options.tiers, load: options.store.getMany })
+  }
+  const fresh = options as FreshOptions<K, V, I, EGet, ESave, ERemove, R>
+  return Effect.flatMap(settingsOf(fresh.freshness, options.name), (settings) =>
+    Freshness.make<K, V, EGet, R>({ ...common, tiers: fresh.tiers, load: options.store.getMany, settings, freshness }))
+}
+
 /** Builds a `CachedStore` (see `CachedStore.make`). */
 export const make = <K, V, I, EGet, ESave, ERemove, R>(
-  options: Options<K, V, I, EGet, ESave, ERemove, R>
-): Effect.Effect<CachedStore<K, V, I, EGet, ESave, ERemove>, Cause.IllegalArgumentException, Scope.Scope | R> =>
+  options: Options<K, V, I, EGet, ESave, ERemove, R> | FreshOptions<K, V, I, EGet, ESave, ERemove, R>
+): Effect.Effect<CachedStore<K, V, I, EGet | LoadTimeout, ESave, ERemove>, Cause.IllegalArgumentException, Scope.Scope | R> =>
   Effect.gen(function*() {
     const context = yield* Effect.context<R>()
     const clock = yield* Effect.clock
@@ -78,16 +102,14 @@ export const make = <K, V, I, EGet, ESave, ERemove, R>(
     const classify: (error: ESave | ERemove) => WriteOutcome = options.classify ?? (() => "unknown")
     const bus: InvalidationBus<K> | undefined = options.invalidations
 
-    const core = yield* MultiLevel.make<K, V, EGet, R>({
-      name: options.name,
-      tiers: options.tiers,
-      load: store.getMany,
+    const freshness = CacheMetrics.freshness({ cache: options.name, tier: "multilevel" }, options.freshness !== undefined && options.metrics !== false)
+    const core = yield* coreOf(
+      options,
       // A farther tier was brought back in step for these keys after missing their writes: other instances
       // may have read the older values there meanwhile.
-      onRepaired: (keys) => (bus === undefined ? Effect.void : bus.publish(keys)),
-      ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize }),
-      ...(options.metrics === undefined ? {} : { metrics: options.metrics })
-    })
+      (keys) => (bus === undefined ? Effect.void : bus.publish(keys)),
+      freshness
+    )
 
     /**
      * Tells the other instances that `key` changed, once the tiers here are in step — and whether the shared
@@ -142,6 +164,7 @@ export const make = <K, V, I, EGet, ESave, ERemove, R>(
       invalidate: (key) => Effect.zipRight(core.drop([key]), announce(key)),
       invalidateAll: Effect.zipRight(core.drop("all"), bus === undefined ? Effect.void : bus.publishAll),
       metrics: core.metrics,
-      breakers: core.breakers
+      breakers: core.breakers,
+      freshness: freshness.stats
     }
   })

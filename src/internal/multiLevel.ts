@@ -37,10 +37,30 @@ export type { Pending } from "./writeProtocol.js"
 /** A tier with its guard options. */
 export type TierOptions<K, V> = Tier<K, V>
 
-/** What the core is built from: `MultiLevelCache`'s options, and what to do after a repair. */
-export interface Options<K, V, E, R> extends MultiLevelCache.Options<K, V, E, R> {
+/** What a load is told besides its keys. */
+export interface LoadContext<K, V> {
+  /** Values the farther tiers hold for some of the keys but that may not answer a read (see `usable`). */
+  readonly stale: ReadonlyMap<K, V>
+  /** Whether a key is still the load's: false once a change of it let go of the load. */
+  readonly isCurrent: (key: K) => boolean
+}
+
+/** What the core is built from: `MultiLevelCache`'s options, and what a layer above it needs. */
+export interface Options<K, V, E, R> extends Omit<MultiLevelCache.Options<K, V, E, R>, "load"> {
+  /** Loads the keys no tier has (or has a usable value of); keys it does not return do not exist. */
+  readonly load: (keys: ReadonlyArray<K>, context: LoadContext<K, V>) => Effect.Effect<ReadonlyMap<K, V>, E, R>
   /** Keys whose values were brought back in step in a farther tier after it missed their writes. */
   readonly onRepaired?: (keys: ReadonlyArray<K>) => Effect.Effect<void>
+  /**
+   * Whether a value a farther tier holds may answer a read of `key`; one that may not (a stale entry of a
+   * loading cache) is a miss there, handed to the load as `stale`. Default: every value may.
+   */
+  readonly usable?: (key: K, value: V) => boolean
+  /**
+   * How many milliseconds a value read from a farther tier or loaded is stored for in the tiers it is
+   * back-filled into (0 or less: not stored). Default: each tier's own time-to-live.
+   */
+  readonly timeToLiveOf?: (value: V) => number
 }
 
 /** The core: reads, and the write primitives the public modules compose. */
@@ -64,6 +84,16 @@ export interface MultiLevel<K, V, E> {
   fartherStale(key: K): boolean
   readonly breakers: Effect.Effect<ReadonlyArray<"closed" | "open" | "half-open">>
   readonly size: Effect.Effect<number>
+  /** The nearest tier's value of `key`, when it may answer it (it missed no write of it); `None` else. */
+  nearest(key: K): Effect.Effect<Option.Option<V>>
+  /** The same, synchronously: present when the nearest tier is in memory, without timeout or breaker. */
+  readonly nearestSync: ((key: K) => V | typeof notFound) | undefined
+  /** Loads `key` through the farther tiers and the loader, shared and batched; the nearest is not read. */
+  load(key: K): Effect.Effect<Option.Option<V>, E>
+  /** Loads `keys` the same way. */
+  loadMany(keys: Iterable<K>): Effect.Effect<ReadonlyMap<K, V>, E>
+  /** Stores what a load read into every tier, skipping the keys that are no longer current (as a back-fill). */
+  backfill(entries: ReadonlyArray<readonly [K, V]>, isCurrent: (key: K) => boolean): Effect.Effect<void>
 }
 
 const isTierOptions = <K, V>(tier: Cache<K, V, unknown> | TierOptions<K, V>): tier is TierOptions<K, V> =>
@@ -83,9 +113,32 @@ class TierChain<K, V> {
   /** Every tier but the nearest, farthest first. */
   readonly farther: ReadonlyArray<GuardedTier<K, V>>
 
-  constructor(readonly tiers: ReadonlyArray<GuardedTier<K, V>>, readonly protocol: WriteProtocol<K>) {
+  constructor(
+    readonly tiers: ReadonlyArray<GuardedTier<K, V>>,
+    readonly protocol: WriteProtocol<K>,
+    private readonly timeToLiveOf: ((value: V) => number) | undefined
+  ) {
     this.nearest = tiers[0]!
     this.farther = tiers.slice(1).reverse()
+  }
+
+  /** Writes back-filled entries to `cache`: with their own time-to-live when the values say it. */
+  private setMany(cache: Cache<K, V, unknown>, entries: ReadonlyArray<readonly [K, V]>): Effect.Effect<void, unknown> {
+    const timeToLiveOf = this.timeToLiveOf
+    if (timeToLiveOf === undefined) return cache.setMany(entries)
+    const byTimeToLive = new Map<number, Array<readonly [K, V]>>()
+    for (const entry of entries) {
+      const millis = timeToLiveOf(entry[1])
+      if (millis <= 0) continue
+      const group = byTimeToLive.get(millis)
+      if (group === undefined) byTimeToLive.set(millis, [entry])
+      else group.push(entry)
+    }
+    return Effect.forEach(
+      byTimeToLive,
+      ([millis, group]) => cache.setMany(group, { timeToLive: Duration.millis(millis) }),
+      { discard: true }
+    )
   }
 
   /**
@@ -97,7 +150,7 @@ class TierChain<K, V> {
       // Checked and ticked in one step: these entries are newer than every write detached before the tick.
       const current = entries.filter(([key]) => isCurrent(key))
       if (current.length === 0) return Effect.void
-      const write = tier.backfill(current.map(([key]) => key), tier.cache.setMany(current), this.protocol.tick())
+      const write = tier.backfill(current.map(([key]) => key), this.setMany(tier.cache, current), this.protocol.tick())
       if (tier.cache.versioned === true) return write
       return Effect.zipRight(
         write,
@@ -213,29 +266,42 @@ const refresher = <K, V, E>(protocol: WriteProtocol<K>, load: (keys: ReadonlyArr
       )
     })
 
+/** The values of `read` that may answer a read; the others are put in `stale`. */
+const usableOf = <K, V>(read: ReadonlyMap<K, V>, usable: (key: K, value: V) => boolean, stale: Map<K, V>) => {
+  const hits = new Map<K, V>()
+  for (const [key, value] of read) {
+    if (usable(key, value)) hits.set(key, value)
+    else stale.set(key, value)
+  }
+  return hits
+}
+
 /** What a batch of keys that missed the nearest tier resolves with: the next tiers in turn, then the loader. */
 const resolver = <K, V, E, R>(
   chain: TierChain<K, V>,
-  load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, V>, E, R>,
-  metrics: CacheMetrics.CacheMetrics
+  load: Options<K, V, E, R>["load"],
+  metrics: CacheMetrics.CacheMetrics,
+  usable: ((key: K, value: V) => boolean) | undefined
 ) =>
   (keys: ReadonlyArray<K>, isCurrent: (key: K) => boolean): Effect.Effect<ReadonlyMap<K, V>, E, R> =>
     // Steps chained by hand rather than a generator: this runs on every miss, and each step counts on an L2 hit.
     Effect.suspend(() => {
       const { tiers } = chain
       const found = new Map<K, V>()
+      const stale = new Map<K, V>()
       const fromLoader = (missing: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>, E, R> => {
         metrics.unsafeHit(keys.length - missing.length)
         if (missing.length === 0) return Effect.succeed(found)
         metrics.unsafeMiss(missing.length)
-        return Effect.flatMap(load(missing), (loaded) => {
+        return Effect.flatMap(load(missing, { stale, isCurrent }), (loaded) => {
           for (const [key, value] of loaded) found.set(key, value)
           return Effect.as(chain.backfill(tiers.length, [...loaded], isCurrent), found)
         })
       }
       const fromTier = (level: number, missing: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>, E, R> => {
         if (level >= tiers.length || missing.length === 0) return fromLoader(missing)
-        return Effect.flatMap(tiers[level]!.readMany(missing), (hits) => {
+        return Effect.flatMap(tiers[level]!.readMany(missing), (read) => {
+          const hits = usable === undefined ? read : usableOf(read, usable, stale)
           if (hits.size === 0) return fromTier(level + 1, missing)
           for (const [key, value] of hits) found.set(key, value)
           const rest = missing.filter((key) => !hits.has(key))
@@ -365,7 +431,8 @@ export const make = <K, V, E, R>(
     const labels = { cache: name, tier: "multilevel" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
     const protocol = new WriteProtocol<K>()
-    const load = (keys: ReadonlyArray<K>) => Effect.provide(options.load(keys), context)
+    const load = (keys: ReadonlyArray<K>) =>
+      Effect.provide(options.load(keys, { stale: new Map(), isCurrent: () => true }), context)
     const chain = new TierChain(
       yield* guardTiers(options, {
         protocol,
@@ -373,11 +440,12 @@ export const make = <K, V, E, R>(
         refresh: refresher(protocol, load),
         onRepaired: options.onRepaired ?? (() => Effect.void)
       }),
-      protocol
+      protocol,
+      options.timeToLiveOf
     )
     const flight = BatchedFlight.make<K, V, E, R>(
       {
-        resolve: resolver(chain, options.load, metrics),
+        resolve: resolver(chain, options.load, metrics, options.usable),
         metrics,
         ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize })
       },
@@ -401,6 +469,21 @@ export const make = <K, V, E, R>(
         const now = clock.unsafeCurrentTimeMillis()
         return chain.tiers.map((tier) => tier.breaker?.state(now) ?? "closed")
       }),
-      size: chain.nearest.read(chain.nearest.cache.size, 0)
+      size: chain.nearest.read(chain.nearest.cache.size, 0),
+      nearest: (key) =>
+        Effect.suspend(() =>
+          chain.fromNearest(key) ? chain.nearest.read(chain.nearest.cache.getOption(key), Option.none()) : Effect.succeedNone
+        ),
+      nearestSync: nearestSyncOf(chain),
+      load: flight.get,
+      loadMany: flight.getMany,
+      backfill: (entries, isCurrent) => chain.backfill(chain.tiers.length, entries, isCurrent)
     }
   })
+
+/** The synchronous read of the nearest tier, for a plain in-memory one, respecting its dirty marks. */
+const nearestSyncOf = <K, V>(chain: TierChain<K, V>): ((key: K) => V | typeof notFound) | undefined => {
+  const { nearest } = chain
+  const read = nearest.timeout === undefined && nearest.breaker === undefined ? syncReaderOf(nearest.cache) : undefined
+  return read === undefined ? undefined : (key) => (chain.fromNearest(key) ? read(key) : notFound)
+}

@@ -1,0 +1,489 @@
+/**
+ * Freshness over the multi-level core: its tiers hold stamped entries (`Entry`: the value, or "absent", and
+ * when it stops being fresh and when it stops being servable), and this layer decides, per read, between
+ * answering, answering stale and refreshing in the background, loading, and falling back to a stale value
+ * when the load fails or is slow.
+ *
+ * Every refresh and late load goes through the core's batched flight or its back-fill, so the write protocol
+ * judges it like any load: a write, invalidation or bus message of its key that comes while it runs lets go
+ * of it, and it stores nothing. A stale value is only ever served, never written anywhere but where it
+ * already was (a farther tier's copy back-filled above, with its own stamps).
+ *
+ * The states of an entry (times from the `Clock`):
+ *
+ *   fresh  [stored, freshUntil)     answered; past `freshUntil − δ·β·ln(rand)` one reader refreshes early
+ *   stale  [freshUntil, staleUntil) answered at once and refreshed in the background (stale-while-revalidate),
+ *                                   or refreshed first with the stale value as fail-safe and soft-timeout answer;
+ *                                   while a fail-safe throttle holds, answered without calling the source
+ *   gone   [staleUntil, …)          a miss: loaded as if never cached (the tiers expire it then too)
+ *
+ * A negative entry ("absent") is fresh for `notFoundTimeToLive` and never stale.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import type * as Random from "effect/Random"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import type { SetOptions } from "../Cache.js"
+import { CacheMiss } from "../Cache.js"
+import type * as CacheMetrics from "../CacheMetrics.js"
+import type { Entry } from "../LoadingCache.js"
+import { LoadTimeout } from "../LoadingCache.js"
+import * as MultiLevel from "./multiLevel.js"
+import { notFound } from "./syncRead.js"
+import type { Change, Pending } from "./writeProtocol.js"
+
+/** The freshness options, validated, in milliseconds. */
+export interface Settings<K, A> {
+  readonly timeToLive: number
+  readonly timeToLiveOf: ((value: A, key: K) => Duration.DurationInput | undefined) | undefined
+  readonly grace: number
+  readonly staleWhileRevalidate: boolean
+  readonly failSafe: boolean
+  readonly failSafeThrottle: number
+  readonly softTimeout: number | undefined
+  readonly hardTimeout: number | undefined
+  readonly notFoundTimeToLive: number | undefined
+  /** XFetch's β; undefined: no early refresh. */
+  readonly earlyRefresh: number | undefined
+  readonly jitter: number
+}
+
+/** What the layer is built from: the core's options over values (not entries), and the settings. */
+export interface Options<K, A, E, R> extends Omit<MultiLevel.Options<K, Entry<A>, E, R>, "load" | "usable" | "timeToLiveOf"> {
+  readonly load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, A>, E, R>
+  readonly settings: Settings<K, A>
+  readonly freshness: CacheMetrics.FreshnessMetrics
+}
+
+/** What a cached store needs of its core, plain or with freshness: reads, and the write primitives. */
+export type ValueCore<K, A, E> = Omit<MultiLevel.MultiLevel<K, A, E>, "nearest" | "nearestSync" | "load" | "loadMany" | "backfill">
+
+/**
+ * The core a cached store or a loading cache is built on, over values: reads decide by freshness, writes
+ * stamp what they store.
+ */
+export type Core<K, A, E> = ValueCore<K, A, E> & {
+  /** Refreshes `key` in the background now (one refresh per key at a time). */
+  refresh(key: K): Effect.Effect<void>
+}
+
+/**
+ * A bound on the XFetch exponent: `−ln(rand)` exceeds 20 with probability e^−20 (2·10^−9), so a read further
+ * than `20·δ·β` from expiry skips the draw of a random number.
+ */
+const earlyWindow = 20
+
+/** Builds the layer and the core under it. */
+export const make = <K, A, E, R>(
+  options: Options<K, A, E, R>
+): Effect.Effect<Core<K, A, E | LoadTimeout>, Cause.IllegalArgumentException, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const random = yield* Effect.random
+    const scope = yield* Effect.scope
+    const context = yield* Effect.context<R>()
+    // Background refreshes run on the runtime the cache was built in: its clock, random and services.
+    const runtime = yield* Effect.runtime<never>()
+    const layer = new Freshness<K, A, E>(options, clock, random, scope, runtime, options.freshness)
+    const core = yield* MultiLevel.make<K, Entry<A>, E | LoadTimeout, never>({
+      ...options,
+      load: (keys, loadContext) => layer.load(keys, loadContext, (missing) => Effect.provide(options.load(missing), context)),
+      usable: (key, entry) => layer.usable(key, entry),
+      timeToLiveOf: (entry) => entry.staleUntil - clock.unsafeCurrentTimeMillis()
+    })
+    layer.attach(core)
+    return layer.overValues()
+  })
+
+/** Mutable by design: the per-key state of refreshes and fail-safe throttles. */
+class Freshness<K, A, E> {
+  private core!: MultiLevel.MultiLevel<K, Entry<A>, E | LoadTimeout>
+  /** Keys whose source failed under fail-safe: served stale without calling it until the time given. */
+  private readonly throttled = new Map<K, number>()
+  /** Background refreshes in flight: the `freshUntil` of the entry each replaces (a tier's copy must beat it). */
+  private readonly refreshing = new Map<K, number>()
+  /** Stale entries callers hold while their key loads: the fallback of a slow or failing load. */
+  private readonly held = new Map<K, Entry<A>>()
+
+  constructor(
+    private readonly options: Options<K, A, E, unknown>,
+    private readonly clock: Clock.Clock,
+    private readonly random: Random.Random,
+    private readonly scope: Scope.Scope,
+    private readonly runtime: Runtime.Runtime<never>,
+    private readonly metrics: CacheMetrics.FreshnessMetrics
+  ) {}
+
+  attach(core: MultiLevel.MultiLevel<K, Entry<A>, E | LoadTimeout>): void {
+    this.core = core
+    // A change of a key ends its throttle: what the source said before no longer describes it.
+    core.protocol.follow((change) => {
+      if (change === "all") this.throttled.clear()
+      else for (const key of change) this.throttled.delete(key)
+    })
+  }
+
+  private get settings(): Settings<K, A> {
+    return this.options.settings
+  }
+
+  private now(): number {
+    return this.clock.unsafeCurrentTimeMillis()
+  }
+
+  private isThrottled(key: K, now: number): boolean {
+    const until = this.throttled.get(key)
+    if (until === undefined) return false
+    if (now < until) return true
+    this.throttled.delete(key)
+    return false
+  }
+
+  /**
+   * Whether a farther tier's entry may answer: fresh, and newer than the one a refresh replaces; a stale one
+   * only while its key's source is throttled.
+   */
+  usable(key: K, entry: Entry<A>): boolean {
+    const now = this.now()
+    if (now >= entry.freshUntil) return now < entry.staleUntil && entry.absent !== true && this.isThrottled(key, now)
+    const replaces = this.refreshing.get(key)
+    const usable = replaces === undefined || entry.freshUntil > replaces
+    if (usable && entry.absent === true) this.metrics.unsafeNegativeHit()
+    return usable
+  }
+
+  /** A stale entry that may still be served at `now`. */
+  private servable(entry: Entry<A> | undefined, now: number): entry is Entry<A> {
+    return entry !== undefined && entry.absent !== true && now < entry.staleUntil
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Loading: stamping, timeouts, fail-safe
+
+  /** Stamps what a load found (and, with negative caching, what it did not) at `now`. */
+  private stamp(keys: ReadonlyArray<K>, found: ReadonlyMap<K, A>, started: number, jitters: ReadonlyArray<number>) {
+    const now = this.now()
+    const { grace, notFoundTimeToLive, timeToLive, timeToLiveOf } = this.settings
+    const loadMillis = now - started
+    const entries = new Map<K, Entry<A>>()
+    keys.forEach((key, i) => {
+      if (found.has(key)) {
+        const value = found.get(key)!
+        const own = timeToLiveOf?.(value, key)
+        const millis = own === undefined ? timeToLive : Duration.toMillis(own)
+        if (millis <= 0) {
+          // Not to be cached: answered, never stored (its time-to-live is over at once).
+          entries.set(key, { value, freshUntil: now, staleUntil: now, loadMillis })
+          return
+        }
+        const freshUntil = now + millis + (jitters[i] ?? 0)
+        entries.set(key, { value, freshUntil, staleUntil: freshUntil + grace, loadMillis })
+      } else if (notFoundTimeToLive !== undefined) {
+        const until = now + notFoundTimeToLive
+        entries.set(key, { absent: true, freshUntil: until, staleUntil: until, loadMillis })
+      }
+    })
+    return entries
+  }
+
+  /** The loader, timed and stamped; with jitter, one random draw per key. */
+  private timedLoad(keys: ReadonlyArray<K>, load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, A>, E>) {
+    return Effect.suspend(() => {
+      const started = this.now()
+      const { jitter } = this.settings
+      const jitters = jitter > 0
+        ? Effect.forEach(keys, () => Effect.map(this.random.next, (r) => Math.floor(r * jitter)))
+        : Effect.succeed([])
+      return Effect.flatMap(jitters, (draws) => Effect.map(load(keys), (found) => this.stamp(keys, found, started, draws)))
+    })
+  }
+
+  /**
+   * The core's loader: throttled keys with a servable stale entry are answered with it, the others loaded
+   * within the soft and hard timeouts; a failure (or a hard timeout) with a servable stale entry for every key
+   * answers them (fail-safe) and throttles their source.
+   */
+  load(
+    keys: ReadonlyArray<K>,
+    context: MultiLevel.LoadContext<K, Entry<A>>,
+    load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, A>, E>
+  ): Effect.Effect<ReadonlyMap<K, Entry<A>>, E | LoadTimeout> {
+    return Effect.suspend(() => {
+      const now = this.now()
+      const fallback = new Map<K, Entry<A>>()
+      for (const key of keys) {
+        const entry = context.stale.get(key) ?? this.held.get(key)
+        if (this.servable(entry, now)) fallback.set(key, entry)
+      }
+      const { hardTimeout, softTimeout } = this.settings
+      const loaded = hardTimeout === undefined && softTimeout === undefined
+        ? this.timedLoad(keys, load)
+        : this.boundedLoad(keys, fallback.size === keys.length ? softTimeout : undefined, fallback, load)
+      if (!this.settings.failSafe || fallback.size < keys.length) return loaded
+      return Effect.catchAll(loaded, () =>
+        Effect.sync(() => {
+          this.activateFailSafe(keys)
+          return fallback
+        }))
+    })
+  }
+
+  private activateFailSafe(keys: Iterable<K>): void {
+    const until = this.now() + this.settings.failSafeThrottle
+    for (const key of keys) {
+      this.throttled.set(key, until)
+      this.metrics.unsafeFailSafe()
+    }
+  }
+
+  /**
+   * The loader in a fiber of the cache's scope, waited for up to the soft timeout (when every key has a stale
+   * entry to answer with) or the hard one. Past either the load goes on, and what it finally loads is
+   * back-filled unless a change of its key came first (its keys are registered with the write protocol).
+   */
+  private boundedLoad(
+    keys: ReadonlyArray<K>,
+    soft: number | undefined,
+    fallback: ReadonlyMap<K, Entry<A>>,
+    load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, A>, E>
+  ): Effect.Effect<ReadonlyMap<K, Entry<A>>, E | LoadTimeout> {
+    const { hardTimeout } = this.settings
+    const bound = soft === undefined ? hardTimeout : hardTimeout === undefined ? soft : Math.min(soft, hardTimeout)
+    if (bound === undefined) return this.timedLoad(keys, load)
+    const byKey = new Map<K, Pending<K>>()
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.gen(this, function*() {
+        for (const key of keys) byKey.set(key, this.core.protocol.begin(key))
+        const end = () => byKey.forEach((pending) => this.core.protocol.end(pending))
+        const fiber = yield* Effect.forkIn(Effect.interruptible(this.timedLoad(keys, load)), this.scope)
+        const exit = yield* restore(Fiber.join(fiber)).pipe(Effect.timeoutOption(Duration.millis(bound)), Effect.exit)
+        if (Exit.isFailure(exit) || Option.isSome(exit.value)) {
+          end()
+          if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) yield* Fiber.interrupt(fiber)
+          return yield* Exit.map(exit, (done) => (done as Option.Some<ReadonlyMap<K, Entry<A>>>).value)
+        }
+        // Timed out: the load goes on, and back-fills what it finds unless overtaken.
+        yield* Fiber.await(fiber).pipe(
+          Effect.flatMap((late) =>
+            Exit.isSuccess(late)
+              ? this.core.backfill([...late.value], (key) => byKey.get(key)?.overtaken !== true)
+              : Effect.void
+          ),
+          Effect.ensuring(Effect.sync(end)),
+          Effect.forkIn(this.scope)
+        )
+        if (soft !== undefined && bound === soft) {
+          for (const _ of keys) this.metrics.unsafeSoftTimeout()
+          return fallback
+        }
+        for (const _ of keys) this.metrics.unsafeHardTimeout()
+        return yield* new LoadTimeout({ cache: this.options.name, after: Duration.millis(bound) })
+      })
+    )
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Reading
+
+  /** The entry to answer `key` with, after whatever its freshness calls for. */
+  entry(key: K): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {
+    const sync = this.core.nearestSync
+    if (sync !== undefined) {
+      return Effect.suspend(() => {
+        const found = sync(key)
+        return this.decide(key, found === notFound ? undefined : found)
+      })
+    }
+    return Effect.flatMap(this.core.nearest(key), (found) => this.decide(key, Option.getOrUndefined(found)))
+  }
+
+  private decide(key: K, entry: Entry<A> | undefined): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {
+    if (entry === undefined) return this.fromLoad(key, undefined)
+    const now = this.now()
+    if (now < entry.freshUntil) {
+      const beta = this.settings.earlyRefresh
+      if (beta !== undefined && entry.absent !== true && now >= entry.freshUntil - earlyWindow * beta * entry.loadMillis) {
+        return Effect.map(this.random.next, (r) => {
+          // XFetch: refresh when now − δ·β·ln(rand) ≥ expiry.
+          if (now - entry.loadMillis * beta * Math.log(r) >= entry.freshUntil) this.startRefresh(key, entry)
+          return Option.some(entry)
+        })
+      }
+      if (entry.absent === true) this.metrics.unsafeNegativeHit()
+      return Effect.succeed(Option.some(entry))
+    }
+    if (!this.servable(entry, now)) return this.fromLoad(key, undefined)
+    if (this.isThrottled(key, now)) return Effect.succeed(this.servedStale(entry))
+    if (this.settings.staleWhileRevalidate) {
+      this.startRefresh(key, entry)
+      return Effect.succeed(this.servedStale(entry))
+    }
+    return this.fromLoad(key, entry)
+  }
+
+  private servedStale(entry: Entry<A>): Option.Option<Entry<A>> {
+    this.metrics.unsafeStaleServed()
+    return Option.some(entry)
+  }
+
+  /**
+   * Loads `key`; a stale entry the caller holds answers a failure under fail-safe. A load that says the key is
+   * gone, while a stale entry of it is held, drops that entry everywhere.
+   */
+  private fromLoad(key: K, stale: Entry<A> | undefined): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {
+    if (stale === undefined) return this.answered(this.core.load(key))
+    return Effect.suspend(() => {
+      this.held.set(key, stale)
+      const release = Effect.sync(() => {
+        if (this.held.get(key) === stale) this.held.delete(key)
+      })
+      return this.core.load(key).pipe(
+        Effect.matchEffect({
+          onFailure: (error) =>
+            this.settings.failSafe && this.servable(stale, this.now())
+              ? Effect.sync(() => {
+                if (!this.isThrottled(key, this.now())) this.activateFailSafe([key])
+                return this.servedStale(stale)
+              })
+              : Effect.fail(error),
+          onSuccess: (found) =>
+            Option.isNone(found) ? Effect.as(this.core.drop([key]), found) : Effect.succeed(this.counted(found))
+        }),
+        Effect.ensuring(release)
+      )
+    })
+  }
+
+  private answered(
+    loading: Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout>
+  ): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {
+    return Effect.map(loading, (found) => this.counted(found))
+  }
+
+  /** Counts a loaded answer that is stale (fail-safe or soft timeout in the batch) or negative. */
+  private counted(found: Option.Option<Entry<A>>): Option.Option<Entry<A>> {
+    if (Option.isSome(found)) {
+      const entry = found.value
+      if (entry.absent !== true && entry.freshUntil < this.now() && entry.staleUntil > entry.freshUntil) {
+        this.metrics.unsafeStaleServed()
+      }
+    }
+    return found
+  }
+
+  /**
+   * Starts one background refresh of `key` (none if one is running): a load through the farther tiers (which
+   * must hold a newer entry to answer it) and the source, shared and batched with the other loads.
+   */
+  startRefresh(key: K, replaces: Entry<A>, fromSource = false): void {
+    if (this.refreshing.has(key)) return
+    // From the source: no tier's copy may answer it, however fresh.
+    this.refreshing.set(key, fromSource ? Infinity : replaces.freshUntil)
+    if (this.servable(replaces, this.now())) this.held.set(key, replaces)
+    this.metrics.unsafeRefreshStarted()
+    const protocol = this.core.protocol
+    const pending = protocol.begin(key)
+    const refresh = this.core.load(key).pipe(
+      Effect.matchEffect({
+        onFailure: () =>
+          Effect.sync(() => {
+            if (this.settings.failSafe && this.servable(replaces, this.now())) this.activateFailSafe([key])
+          }),
+        onSuccess: (found) => {
+          if (pending.overtaken) {
+            this.metrics.unsafeRefreshDiscarded()
+            return Effect.void
+          }
+          this.metrics.unsafeRefreshCompleted()
+          // Gone from the source, and no negative entry to say so: the stale copies must go.
+          return Option.isNone(found) ? this.core.drop([key]) : Effect.void
+        }
+      }),
+      Effect.ensuring(Effect.sync(() => {
+        protocol.end(pending)
+        this.refreshing.delete(key)
+        if (this.held.get(key) === replaces) this.held.delete(key)
+      }))
+    )
+    Runtime.runFork(this.runtime)(refresh, { scope: this.scope })
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // The core over values
+
+  overValues(): Core<K, A, E | LoadTimeout> {
+    const core = this.core
+    const value = (key: K) => (found: Option.Option<Entry<A>>): Effect.Effect<A, CacheMiss> =>
+      Option.isSome(found) && found.value.absent !== true
+        ? Effect.succeed(found.value.value as A)
+        : Effect.fail(new CacheMiss({ key, cache: this.options.name }))
+    const option = (found: Option.Option<Entry<A>>): Option.Option<A> =>
+      Option.isSome(found) && found.value.absent !== true ? Option.some(found.value.value as A) : Option.none()
+    const stampWrite = (entries: ReadonlyArray<readonly [K, A]>, options: SetOptions | undefined) => {
+      const now = this.now()
+      const { grace, timeToLive, timeToLiveOf } = this.settings
+      return entries.map(([key, value]): readonly [K, Entry<A>] => {
+        const own = options?.timeToLive ?? timeToLiveOf?.(value, key)
+        const millis = own === undefined ? timeToLive : Duration.toMillis(own)
+        // Written with no life: stored as already gone, which drops the key in every tier.
+        const freshUntil = now + Math.max(0, millis)
+        return [key, { value, freshUntil, staleUntil: millis <= 0 ? now : freshUntil + grace, loadMillis: 0 }]
+      })
+    }
+    return {
+      name: core.name,
+      metrics: core.metrics,
+      protocol: core.protocol,
+      get: (key) => Effect.flatMap(this.entry(key), value(key)),
+      getOption: (key) => Effect.map(this.entry(key), option),
+      getMany: (keys) =>
+        Effect.map(
+          Effect.forEach(new Set(keys), (key) => Effect.map(this.entry(key), (found) => [key, option(found)] as const), {
+            concurrency: "unbounded"
+          }),
+          (pairs) => {
+            const found = new Map<K, A>()
+            for (const [key, answer] of pairs) if (Option.isSome(answer)) found.set(key, answer.value)
+            return found
+          }
+        ),
+      store: (entries, options, write) =>
+        Effect.suspend(() => {
+          // Grouped by how long they live (one group unless the values say otherwise); dead ones are dropped.
+          const now = this.now()
+          const byLife = new Map<number, Array<readonly [K, Entry<A>]>>()
+          for (const entry of stampWrite(entries, options)) {
+            const live = Math.max(0, entry[1].staleUntil - now)
+            const group = byLife.get(live)
+            if (group === undefined) byLife.set(live, [entry])
+            else group.push(entry)
+          }
+          return Effect.forEach(byLife, ([live, group]) =>
+            live === 0
+              ? core.drop(group.map(([key]) => key), write)
+              : core.store(group, { timeToLive: Duration.millis(live) }, write), { discard: true })
+        }),
+      drop: (keys: Change<K>, write) => core.drop(keys, write),
+      dropNearest: core.dropNearest,
+      fartherStale: core.fartherStale,
+      breakers: core.breakers,
+      size: core.size,
+      refresh: (key) =>
+        Effect.flatMap(core.nearest(key), (found) =>
+          Effect.sync(() => {
+            this.startRefresh(key, Option.getOrElse(found, () => gone), true)
+          }))
+    }
+  }
+}
+
+/** What a refresh of a key the nearest tier does not hold replaces: nothing. */
+const gone: Entry<never> = { absent: true, freshUntil: -Infinity, staleUntil: -Infinity, loadMillis: 0 }
