@@ -64,7 +64,10 @@ export interface Options<K, A, E, R> extends Omit<MultiLevel.Options<K, Entry<A>
 }
 
 /** What a cached store needs of its core, plain or with freshness: reads, and the write primitives. */
-export type ValueCore<K, A, E> = Omit<MultiLevel.MultiLevel<K, A, E>, "nearest" | "nearestSync" | "load" | "loadMany" | "backfill">
+export type ValueCore<K, A, E> = Omit<
+  MultiLevel.MultiLevel<K, A, E>,
+  "nearest" | "nearestMany" | "nearestSync" | "load" | "loadMany" | "backfill"
+>
 
 /**
  * The core a cached store or a loading cache is built on, over values: reads decide by freshness, writes
@@ -264,7 +267,7 @@ class Freshness<K, A, E> {
         for (const key of keys) byKey.set(key, this.core.protocol.begin(key))
         const end = () => byKey.forEach((pending) => this.core.protocol.end(pending))
         const fiber = yield* Effect.forkIn(Effect.interruptible(this.timedLoad(keys, load)), this.scope)
-        const exit = yield* restore(Fiber.join(fiber)).pipe(Effect.timeoutOption(Duration.millis(bound)), Effect.exit)
+        const exit = yield* Effect.exit(restore(Effect.timeoutOption(Fiber.join(fiber), Duration.millis(bound))))
         if (Exit.isFailure(exit) || Option.isSome(exit.value)) {
           end()
           if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) yield* Fiber.interrupt(fiber)
@@ -303,6 +306,67 @@ class Freshness<K, A, E> {
       })
     }
     return Effect.flatMap(this.core.nearest(key), (found) => this.decide(key, Option.getOrUndefined(found)))
+  }
+
+  /**
+   * The entries to answer `keys` with, as `entry` decides for each: the nearest tier read once, the keys it
+   * cannot answer loaded in one call (early refresh is left to single reads).
+   */
+  entries(keys: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, Entry<A>>, E | LoadTimeout> {
+    return Effect.flatMap(this.core.nearestMany(keys), (near) => {
+      const now = this.now()
+      const answers = new Map<K, Entry<A>>()
+      const missing: Array<K> = []
+      const holding = new Map<K, Entry<A>>()
+      for (const key of keys) {
+        const entry = near.get(key)
+        if (entry === undefined) missing.push(key)
+        else if (now < entry.freshUntil) {
+          if (entry.absent === true) this.metrics.unsafeNegativeHit()
+          answers.set(key, entry)
+        } else if (!this.servable(entry, now)) missing.push(key)
+        else if (this.isThrottled(key, now)) answers.set(key, this.servedStale(entry).pipe(Option.getOrThrow))
+        else if (this.settings.staleWhileRevalidate) {
+          this.startRefresh(key, entry)
+          answers.set(key, this.servedStale(entry).pipe(Option.getOrThrow))
+        } else {
+          missing.push(key)
+          holding.set(key, entry)
+        }
+      }
+      if (missing.length === 0) return Effect.succeed(answers)
+      for (const [key, entry] of holding) this.held.set(key, entry)
+      const release = Effect.sync(() => {
+        for (const [key, entry] of holding) if (this.held.get(key) === entry) this.held.delete(key)
+      })
+      const loaded = this.core.loadMany(missing).pipe(
+        Effect.matchEffect({
+          onFailure: (error) => {
+            const now = this.now()
+            if (!this.settings.failSafe || missing.some((key) => !this.servable(holding.get(key), now))) {
+              return Effect.fail(error)
+            }
+            return Effect.sync(() => {
+              this.activateFailSafe(missing.filter((key) => !this.isThrottled(key, now)))
+              for (const [key, entry] of holding) answers.set(key, this.servedStale(entry).pipe(Option.getOrThrow))
+              return answers
+            })
+          },
+          onSuccess: (found) => {
+            const gone: Array<K> = []
+            for (const key of missing) {
+              const entry = found.get(key)
+              if (entry !== undefined) answers.set(key, this.counted(Option.some(entry)).pipe(Option.getOrThrow))
+              else if (holding.has(key)) gone.push(key)
+            }
+            // Gone from the source while stale copies of them are held: those must go.
+            return gone.length === 0 ? Effect.succeed(answers) : Effect.as(this.core.drop(gone), answers)
+          }
+        }),
+        Effect.ensuring(release)
+      )
+      return loaded
+    })
   }
 
   private decide(key: K, entry: Entry<A> | undefined): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {
@@ -445,16 +509,11 @@ class Freshness<K, A, E> {
       get: (key) => Effect.flatMap(this.entry(key), value(key)),
       getOption: (key) => Effect.map(this.entry(key), option),
       getMany: (keys) =>
-        Effect.map(
-          Effect.forEach(new Set(keys), (key) => Effect.map(this.entry(key), (found) => [key, option(found)] as const), {
-            concurrency: "unbounded"
-          }),
-          (pairs) => {
-            const found = new Map<K, A>()
-            for (const [key, answer] of pairs) if (Option.isSome(answer)) found.set(key, answer.value)
-            return found
-          }
-        ),
+        Effect.map(this.entries(Array.from(new Set(keys))), (entries) => {
+          const found = new Map<K, A>()
+          for (const [key, entry] of entries) if (entry.absent !== true) found.set(key, entry.value as A)
+          return found
+        }),
       store: (entries, options, write) =>
         Effect.suspend(() => {
           // Grouped by how long they live (one group unless the values say otherwise); dead ones are dropped.

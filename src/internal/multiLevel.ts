@@ -86,6 +86,8 @@ export interface MultiLevel<K, V, E> {
   readonly size: Effect.Effect<number>
   /** The nearest tier's value of `key`, when it may answer it (it missed no write of it); `None` else. */
   nearest(key: K): Effect.Effect<Option.Option<V>>
+  /** The nearest tier's values of `keys` it may answer. */
+  nearestMany(keys: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>>
   /** The same, synchronously: present when the nearest tier is in memory, without timeout or breaker. */
   readonly nearestSync: ((key: K) => V | typeof notFound) | undefined
   /** Loads `key` through the farther tiers and the loader, shared and batched; the nearest is not read. */
@@ -474,6 +476,7 @@ export const make = <K, V, E, R>(
         Effect.suspend(() =>
           chain.fromNearest(key) ? chain.nearest.read(chain.nearest.cache.getOption(key), Option.none()) : Effect.succeedNone
         ),
+      nearestMany: (keys) => chain.nearest.readMany(keys),
       nearestSync: nearestSyncOf(chain),
       load: flight.get,
       loadMany: flight.getMany,
