@@ -69,6 +69,14 @@ describe("examples", () => {
     expect(stdout).toContain("L1 answered 100, L2 900")
   }, 90_000)
 
+  it.concurrent("loading-cache.ts serves stale while refreshing, fail-safe while the source is down", async ({ signal }) => {
+    const { stdout } = await run("loading-cache.ts", {}, signal)
+    expect(stdout).toContain("after its time-to-live: 100 at once")
+    expect(stdout).toContain("a moment later: 120")
+    expect(stdout).toContain("sku-404 read 3 times: absent, source calls: 1")
+    expect(stdout).toContain("source down: answers 120, 120, 120, 120, 120 (fail-safe), source calls meanwhile: 0")
+  }, 90_000)
+
   it.concurrent("cached-store.ts caches its own entity on two instances, embedded", async ({ signal }) => {
     const { stdout } = await run("cached-store.ts", {}, signal)
     expect(stdout).toContain("embedded Postgres, in-memory L2 and bus")

@@ -268,6 +268,8 @@ const refresher = <K, V, E>(protocol: WriteProtocol<K>, load: (keys: ReadonlyArr
       )
     })
 
+const noValues: ReadonlyMap<any, never> = new Map<any, never>()
+
 /** The values of `read` that may answer a read; the others are put in `stale`. */
 const usableOf = <K, V>(read: ReadonlyMap<K, V>, usable: (key: K, value: V) => boolean, stale: Map<K, V>) => {
   const hits = new Map<K, V>()
@@ -290,12 +292,13 @@ const resolver = <K, V, E, R>(
     Effect.suspend(() => {
       const { tiers } = chain
       const found = new Map<K, V>()
-      const stale = new Map<K, V>()
+      // Created by the first farther value that may not answer (only with `usable`).
+      let stale: Map<K, V> | undefined
       const fromLoader = (missing: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>, E, R> => {
         metrics.unsafeHit(keys.length - missing.length)
         if (missing.length === 0) return Effect.succeed(found)
         metrics.unsafeMiss(missing.length)
-        return Effect.flatMap(load(missing, { stale, isCurrent }), (loaded) => {
+        return Effect.flatMap(load(missing, { stale: stale ?? noValues, isCurrent }), (loaded) => {
           for (const [key, value] of loaded) found.set(key, value)
           return Effect.as(chain.backfill(tiers.length, [...loaded], isCurrent), found)
         })
@@ -303,7 +306,7 @@ const resolver = <K, V, E, R>(
       const fromTier = (level: number, missing: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, V>, E, R> => {
         if (level >= tiers.length || missing.length === 0) return fromLoader(missing)
         return Effect.flatMap(tiers[level]!.readMany(missing), (read) => {
-          const hits = usable === undefined ? read : usableOf(read, usable, stale)
+          const hits = usable === undefined ? read : usableOf(read, usable, stale ??= new Map())
           if (hits.size === 0) return fromTier(level + 1, missing)
           for (const [key, value] of hits) found.set(key, value)
           const rest = missing.filter((key) => !hits.has(key))
