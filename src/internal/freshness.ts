@@ -36,6 +36,7 @@ import { CacheMiss } from "../Cache.js"
 import type * as CacheMetrics from "../CacheMetrics.js"
 import type { Entry } from "../LoadingCache.js"
 import { LoadTimeout } from "../LoadingCache.js"
+import { Answer } from "./answer.js"
 import * as MultiLevel from "./multiLevel.js"
 import { notFound } from "./syncRead.js"
 import type { Change, Pending } from "./writeProtocol.js"
@@ -491,6 +492,19 @@ class Freshness<K, A, E> {
         : Effect.fail(new CacheMiss({ key, cache: this.options.name }))
     const option = (found: Option.Option<Entry<A>>): Option.Option<A> =>
       Option.isSome(found) && found.value.absent !== true ? Option.some(found.value.value as A) : Option.none()
+    // The fast path, for an in-memory nearest tier: a fresh hit outside the early-refresh window is one primitive.
+    const sync = core.nearestSync
+    const beta = this.settings.earlyRefresh
+    const getAnswer = (key: K): Effect.Effect<A, CacheMiss | E | LoadTimeout> => {
+      const found = sync!(key)
+      if (found === notFound) return Effect.flatMap(this.decide(key, undefined), value(key))
+      if (found.absent !== true) {
+        // Fresh, and outside the early-refresh window: nothing to decide.
+        const until = beta === undefined ? found.freshUntil : found.freshUntil - earlyWindow * beta * found.loadMillis
+        if (this.clock.unsafeCurrentTimeMillis() < until) return Effect.succeed(found.value as A)
+      }
+      return Effect.flatMap(this.decide(key, found), value(key))
+    }
     const stampWrite = (entries: ReadonlyArray<readonly [K, A]>, options: SetOptions | undefined) => {
       const now = this.now()
       const { grace, timeToLive, timeToLiveOf } = this.settings
@@ -506,7 +520,7 @@ class Freshness<K, A, E> {
       name: core.name,
       metrics: core.metrics,
       protocol: core.protocol,
-      get: (key) => Effect.flatMap(this.entry(key), value(key)),
+      get: (key) => (sync === undefined ? Effect.flatMap(this.entry(key), value(key)) : new Answer(getAnswer, key)),
       getOption: (key) => Effect.map(this.entry(key), option),
       getMany: (keys) =>
         Effect.map(this.entries(Array.from(new Set(keys))), (entries) => {
