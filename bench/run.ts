@@ -340,6 +340,14 @@ ${
 `)
 }
 
+// A hot key across expiries, with and without early refresh and stale-while-revalidate, against bentocache's grace
+// period: in a child process of its own (bench/freshness.ts), the latencies being in milliseconds.
+log("Freshness at expiry: a hot key with early refresh, stale-while-revalidate, bentocache's grace …")
+{
+  const { runFreshness } = await import("./freshness.js")
+  sections.push(await runFreshness())
+}
+
 // Side by side with other multi-level caches: every workload in a child process of its own (bench/peers.ts).
 log("Side by side with bentocache, cacheable, cache-manager, async-cache-dedupe …")
 {
