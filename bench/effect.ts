@@ -7,7 +7,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as EffectCache from "effect/Cache"
 import type { Cache } from "../src/Cache.js"
+import * as LoadingCache from "../src/LoadingCache.js"
 import * as LruCache from "../src/LruCache.js"
+import * as Scope from "effect/Scope"
 import { type Case, measure, random, type Result, rounds } from "./harness.js"
 
 const CAPACITY = 10_000
@@ -49,6 +51,30 @@ const lruCase = (name: string, metrics: boolean, timeToLive?: Duration.DurationI
   }
 })
 
+/** A `LoadingCache` over an `LruCache` of entries, every key loaded (fresh for an hour): its L1 hit path. */
+const loadingCase: Case = {
+  name: "@rms/cache LoadingCache.get",
+  setup: () =>
+    Effect.runSync(
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const tier = yield* LruCache.make<number, LoadingCache.Entry<number>>({ capacity: CAPACITY, name: "bench-loading-l1" })
+        const cache = yield* LoadingCache.make({
+          name: "bench-loading",
+          tiers: [tier],
+          load: (ids: ReadonlyArray<number>) => Effect.succeed(new Map(ids.map((id) => [id, id]))),
+          timeToLive: "1 hour"
+        }).pipe(Scope.extend(scope))
+        yield* cache.getMany(Array.from({ length: CAPACITY }, (_, i) => i))
+        return cache
+      })
+    ),
+  run: (cache: LoadingCache.LoadingCache<number, number, never>) => {
+    Effect.runSync(readAll((key) => cache.get(key)))
+    return OPS
+  }
+}
+
 const effectCacheCase: Case = {
   name: "effect Cache.get",
   setup: () =>
@@ -89,7 +115,8 @@ export const runEffectHit = async (): Promise<{
   versusFloor: await measure([
     lruCase("@rms/cache LruCache.get", true),
     lruCase("@rms/cache LruCache.get, timeToLive", true, "1 hour"),
-    floorCase
+    floorCase,
+    loadingCase
   ]),
   // A small difference on a noisy machine: three times the rounds.
   metrics: await measure([lruCase("metrics on", true), lruCase("metrics off", false)], { rounds: rounds * 3 })
