@@ -15,10 +15,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import type { Redis } from "ioredis"
-import { connect, type ConnectionSettings } from "./internal/redisConnection.js"
+import type { Cluster, Redis } from "ioredis"
+import { type ClusterSettings, connect, connectCluster, type ConnectionSettings } from "./internal/redisConnection.js"
 import type { RedisFailure } from "./internal/redisFailure.js"
-import { addressOf, parseRedisUrl } from "./internal/redisUrl.js"
+import { addressOf, type Endpoint, parseRedisUrl } from "./internal/redisUrl.js"
 
 /**
  * Redis could not be reached, did not become ready within the connect timeout, refused the credentials, or
@@ -56,6 +56,11 @@ export interface Options {
   readonly url?: string | Redacted.Redacted
   /** The password, if the URL does not carry one (it wins over the URL's). */
   readonly password?: Redacted.Redacted
+  /**
+   * Redis Cluster mode: the seed nodes, as `host:port` (or `redis://` / `rediss://` URLs, which may carry the
+   * user and password; `rediss://` turns TLS on for every node). With it, `url` is not used.
+   */
+  readonly clusterNodes?: ReadonlyArray<string> | Redacted.Redacted
   /** How long to wait for the connection to become ready. Default: 2 seconds. */
   readonly connectTimeout?: Duration.DurationInput
   /** How long any command may take before ioredis rejects it. Default: 1 second. */
@@ -79,16 +84,34 @@ export interface Options {
  * @category models
  */
 export interface Service {
-  /** The ioredis connection, ready when the service is built. */
-  readonly client: Redis
+  /** The ioredis connection (a `Cluster` client in cluster mode), ready when the service is built. */
+  readonly client: Client
+  /** `"cluster"` when `client` is a Redis Cluster client: multi-key commands must then stay within one slot. */
+  readonly mode: "single" | "cluster"
   /** The server's address, without credentials, for messages. */
   readonly address: string
   /**
    * Opens another connection with the same settings (for pub/sub), closed with the current scope.
    * `autoResubscribe: false` leaves resubscribing after a reconnect to the caller.
    */
-  duplicate(overrides?: { readonly autoResubscribe?: boolean }): Effect.Effect<Redis, RedisConnectionError, Scope.Scope>
+  duplicate(overrides?: { readonly autoResubscribe?: boolean }): Effect.Effect<Client, RedisConnectionError, Scope.Scope>
 }
+
+/**
+ * A single-node ioredis connection or a Redis Cluster client.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Client = Redis | Cluster
+
+/**
+ * Whether `client` is a Redis Cluster client.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isCluster = (client: Client): client is Cluster => (client as { readonly isCluster?: boolean }).isCluster === true
 
 /**
  * The Redis connection service.
@@ -131,6 +154,34 @@ const settingsOf = (options: Options): Either.Either<ConnectionSettings, RedisCo
   })
 }
 
+/** The seed nodes of cluster mode, parsed; the reason for a refusal never quotes them. */
+const seedsOf = (nodes: ReadonlyArray<string> | Redacted.Redacted): Either.Either<ReadonlyArray<Endpoint>, RedisConnectionError> => {
+  const list = Redacted.isRedacted(nodes) ? Redacted.value(nodes as Redacted.Redacted<string>).split(",") : nodes
+  const seeds = list.map((node) => node.trim()).filter((node) => node !== "")
+  if (seeds.length === 0) return Either.left(invalid("<cluster>", "no cluster seed nodes given", "INVALID_URL"))
+  return Either.all(seeds.map((seed, i) =>
+    Either.mapLeft(
+      parseRedisUrl(/^[a-z][a-z0-9+.-]*:\/\//i.test(seed) ? seed : `redis://${seed}`),
+      (reason) => invalid("<cluster>", `invalid cluster seed node #${i + 1}: ${reason}`, "INVALID_URL")
+    )
+  ))
+}
+
+/** Validates cluster `options`: the seeds, then the shared settings from the first one. */
+const clusterSettingsOf = (
+  options: Options,
+  nodes: ReadonlyArray<string> | Redacted.Redacted
+): Either.Either<ClusterSettings, RedisConnectionError> =>
+  Either.flatMap(seedsOf(nodes), (seeds) => {
+    const first = seeds[0]!
+    const tls = seeds.some((seed) => seed.tls)
+    const address = `cluster(${seeds.map((seed) => `${seed.host}:${seed.port}`).join(",")})`
+    return Either.map(
+      settingsOf({ ...options, url: "redis://127.0.0.1:6379" }),
+      (shared): ClusterSettings => ({ ...shared, address, endpoint: { ...first, tls, db: 0 }, seeds })
+    )
+  })
+
 const connectionError = (address: string) => (failure: RedisFailure) =>
   new RedisConnectionError({
     address,
@@ -145,12 +196,55 @@ const connectionError = (address: string) => (failure: RedisFailure) =>
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options = {}): Effect.Effect<Service, RedisConnectionError, Scope.Scope> =>
-  Effect.flatMap(settingsOf(options), (settings) => {
+export const make = (options: Options = {}): Effect.Effect<Service, RedisConnectionError, Scope.Scope> => {
+  const nodes = options.clusterNodes
+  if (nodes !== undefined) {
+    return Effect.flatMap(clusterSettingsOf(options, nodes), (settings) => {
+      const open = (overrides: { readonly autoResubscribe?: boolean } = {}) =>
+        Effect.mapError(
+          // Sharded pub/sub (SSUBSCRIBE) on the node that owns each channel's slot, followed across failovers.
+          connectCluster(settings, { shardedSubscribers: true }),
+          connectionError(settings.address)
+        )
+      return Effect.map(open(), (client): Service => ({ client, mode: "cluster", address: settings.address, duplicate: open }))
+    })
+  }
+  return Effect.flatMap(settingsOf(options), (settings) => {
     const open = (overrides: { readonly autoResubscribe?: boolean } = {}) =>
       Effect.mapError(connect(settings, overrides), connectionError(settings.address))
-    return Effect.map(open(), (client) => ({ client, address: settings.address, duplicate: open }))
+    return Effect.map(open(), (client): Service => ({ client, mode: "single", address: settings.address, duplicate: open }))
   })
+}
+
+/**
+ * The service over a client you already have (single node or cluster), which stays yours: it is not closed
+ * with the scope, and `duplicate` opens its copies with `client.duplicate()`, closed with theirs.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromClient = (client: Client): Service => {
+  const cluster = isCluster(client)
+  const address = cluster ? "cluster" : `${client.options.host ?? "127.0.0.1"}:${client.options.port ?? 6379}`
+  return {
+    client,
+    mode: cluster ? "cluster" : "single",
+    address,
+    duplicate: () =>
+      Effect.acquireRelease(
+        Effect.sync((): Client => (isCluster(client) ? client.duplicate() : client.duplicate())),
+        (copy) => Effect.sync(() => copy.disconnect())
+      )
+  }
+}
+
+/**
+ * A layer over a client you already have (see `fromClient`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromClient = (client: Client): Layer.Layer<RedisClient> => Layer.succeed(RedisClient, fromClient(client))
 
 /**
  * A layer with one Redis connection, closed with the layer.
@@ -162,7 +256,8 @@ export const layer = (options: Options = {}): Layer.Layer<RedisClient, RedisConn
   Layer.scoped(RedisClient, make(options))
 
 /**
- * `REDIS_URL` (redacted; default `redis://127.0.0.1:6379`) and `REDIS_PASSWORD` (optional, redacted). A
+ * `REDIS_URL` (redacted; default `redis://127.0.0.1:6379`), `REDIS_PASSWORD` (optional, redacted), and
+ * `REDIS_CLUSTER_NODES` (optional, redacted: a comma list of `host:port` seeds; set, it selects cluster mode). A
  * `REDIS_URL` that is not a Redis URL is a `ConfigError` that says what is wrong with it without quoting it.
  *
  * @since 0.1.0
@@ -178,9 +273,14 @@ export const config: Config.Config<Options> = Config.all({
     ),
     Config.withDefault(Redacted.make(defaultUrl))
   ),
-  password: Config.option(Config.redacted("REDIS_PASSWORD"))
+  password: Config.option(Config.redacted("REDIS_PASSWORD")),
+  clusterNodes: Config.option(Config.redacted("REDIS_CLUSTER_NODES"))
 }).pipe(
-  Config.map(({ password, url }): Options => Option.match(password, { onNone: () => ({ url }), onSome: (p) => ({ url, password: p }) }))
+  Config.map(({ clusterNodes, password, url }): Options => ({
+    url,
+    ...Option.match(password, { onNone: () => ({}), onSome: (p) => ({ password: p }) }),
+    ...Option.match(clusterNodes, { onNone: () => ({}), onSome: (nodes) => ({ clusterNodes: nodes }) })
+  }))
 )
 
 /**

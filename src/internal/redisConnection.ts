@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import { Redis, type RedisOptions } from "ioredis"
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis"
 import { isIP } from "node:net"
 import { RedisFailure, redisFailure } from "./redisFailure.js"
 import type { Endpoint } from "./redisUrl.js"
@@ -25,6 +25,12 @@ export interface ConnectionSettings {
   readonly connectTimeout: Duration.Duration
   readonly commandTimeout: Duration.Duration
   readonly heartbeatInterval: Duration.Duration
+}
+
+/** What a cluster connection needs besides the shared settings: its seed nodes. */
+export interface ClusterSettings extends ConnectionSettings {
+  /** The seed nodes; their user, password and TLS are the same for every node (the first seed's). */
+  readonly seeds: ReadonlyArray<Endpoint>
 }
 
 /** ioredis's options for `settings`; the password is revealed here and nowhere else. */
@@ -144,4 +150,74 @@ export const connect = (
     )
     yield* heartbeat(client, settings)
     return client
+  })
+
+/** ioredis's cluster options for `settings`: each node's connection set up as a single connection's. */
+const clusterOptions = (settings: ClusterSettings, overrides: Partial<ClusterOptions>): ClusterOptions => {
+  const { host: _h, port: _p, db: _d, retryStrategy: _r, enableOfflineQueue: _e, lazyConnect: _l, ...node } = clientOptions(settings, {})
+  return {
+    redisOptions: node,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    // Masters only: a replica may answer with a value older than a write already acknowledged.
+    scaleReads: "master",
+    slotsRefreshTimeout: Duration.toMillis(settings.connectTimeout),
+    clusterRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2000),
+    // A command sent while a failover moves its slot is retried on the new owner for a while, not failed.
+    retryDelayOnFailover: 50,
+    retryDelayOnClusterDown: 50,
+    retryDelayOnTryAgain: 50,
+    ...overrides
+  }
+}
+
+/**
+ * Opens a Redis Cluster client in the current scope: ready (slots known, a connection to each master) within
+ * `connectTimeout` or a `RedisFailure`; closed with the scope. ioredis follows `MOVED`/`ASK` redirections and
+ * refreshes the slot map on failover. No heartbeat runs here: every command is bounded by `commandTimeout`, and
+ * a node that stops answering makes ioredis refresh the slots and reconnect.
+ */
+export const connectCluster = (
+  settings: ClusterSettings,
+  overrides: Partial<ClusterOptions> = {}
+): Effect.Effect<Cluster, RedisFailure, Scope.Scope> =>
+  Effect.gen(function*() {
+    const connectMillis = Duration.toMillis(settings.connectTimeout)
+    const runtime = yield* Effect.runtime<never>()
+    const log = Runtime.runFork(runtime)
+    return yield* Effect.acquireRelease(
+      Effect.async<Cluster, RedisFailure>((resume) => {
+        const cluster = new Cluster(
+          settings.seeds.map((seed) => ({ host: seed.host, port: seed.port })),
+          clusterOptions(settings, overrides)
+        )
+        let lastError: RedisFailure | undefined = undefined
+        let reported = true
+        cluster.on("error", (error: unknown) => {
+          lastError = redisFailure(error)
+          if (!reported) {
+            reported = true
+            log(Effect.logWarning(`Redis Cluster error: ${lastError.toString()}`).pipe(Effect.annotateLogs({ redis: settings.address })))
+          }
+        })
+        cluster.on("ready", () => {
+          reported = false
+        })
+        cluster.connect().then(
+          () => resume(Effect.succeed(cluster)),
+          (cause: unknown) => {
+            cluster.disconnect()
+            resume(Effect.fail(lastError ?? redisFailure(cause)))
+          }
+        )
+        return Effect.sync(() => cluster.disconnect())
+      }).pipe(
+        Effect.interruptible,
+        Effect.timeoutFail({
+          duration: connectMillis + 100,
+          onTimeout: () => new RedisFailure("TimeoutError", `not ready within ${connectMillis} ms`, "TIMEOUT", undefined)
+        })
+      ),
+      (cluster) => Effect.ensuring(settle(() => cluster.quit()), Effect.sync(() => cluster.disconnect()))
+    )
   })

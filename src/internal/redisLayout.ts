@@ -18,7 +18,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import type * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
-import type { ChainableCommander, Redis } from "ioredis"
+import type { ChainableCommander, Cluster, Redis } from "ioredis"
 
 /** The stored form of an invalidated key in a versioned tier. */
 export const tombstone = "-:"
@@ -60,7 +60,7 @@ const commandName = "rmsCacheSetIfNewer"
  * Defines the versioned write on `client` (once): ioredis then sends it with `EVALSHA` and loads the script
  * again by itself if Redis has forgotten it (after a restart).
  */
-export const defineSetIfNewer = (client: Redis): void => {
+export const defineSetIfNewer = (client: Redis | Cluster): void => {
   if (!(commandName in client)) client.defineCommand(commandName, { numberOfKeys: 1, lua: setIfNewerLua })
 }
 

@@ -1,0 +1,170 @@
+/**
+ * A private Redis Cluster for tests: `redis-server --cluster-enabled yes` processes on free loopback ports (and
+ * their cluster-bus ports, +10000), joined by `redis-cli --cluster create … --cluster-yes`, waited for until every
+ * node says `cluster_state:ok`. Every process is killed by pid when the scope closes — also when the test fails
+ * or times out — and on the test process's exit, as a last resort. Nothing is kept on disk beyond a temporary
+ * directory for the nodes' cluster files, removed with the scope.
+ */
+import * as Effect from "effect/Effect"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { Redis } from "ioredis"
+
+/** One node of a test cluster. */
+export interface ClusterNode {
+  readonly port: number
+  readonly pid: number
+  /** SIGKILL: the node dies at once, as a crashed master does. */
+  readonly kill: Effect.Effect<void>
+}
+
+/** A running test cluster. */
+export interface TestCluster {
+  /** Every node started, masters first (as `--cluster create` assigned them). */
+  readonly nodes: ReadonlyArray<ClusterNode>
+  /** `host:port` seeds, comma-separated: what `REDIS_CLUSTER_NODES` holds. */
+  readonly seeds: string
+  /** The nodes that are masters now, by port. */
+  readonly masters: Effect.Effect<ReadonlyArray<number>>
+  /** Waits until every live node reports `cluster_state:ok` (bounded). */
+  readonly waitHealthy: Effect.Effect<void>
+}
+
+const running = new Set<ChildProcess>()
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL")
+})
+
+/** Whether `port` can be listened on at loopback now. */
+const isFree = (port: number) =>
+  Effect.async<boolean>((resume) => {
+    const server = createServer()
+    server.once("error", () => resume(Effect.succeed(false)))
+    server.listen(port, "127.0.0.1", () => server.close(() => resume(Effect.succeed(true))))
+  })
+
+/** A port whose cluster-bus port (+10000) is free too: tried in a range below 55535, a bounded number of times. */
+const clusterPort = (taken: Set<number>) =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const port = 20_000 + Math.floor(Math.random() * 25_000)
+      if (taken.has(port) || taken.has(port + 10_000)) continue
+      if ((yield* isFree(port)) && (yield* isFree(port + 10_000))) {
+        taken.add(port)
+        taken.add(port + 10_000)
+        return port
+      }
+    }
+    return yield* Effect.dieMessage("no free port pair for a cluster node")
+  })
+
+const run = promisify(execFile)
+
+/** A real-time pause: the helper waits for processes, whatever clock the test runs its effects on. */
+const pause = (millis: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, millis)))
+
+/** `INFO`-style lines of `CLUSTER INFO` / `INFO replication` of one node, or undefined when it does not answer. */
+const clusterCommand = (port: number, ...args: Array<string>) =>
+  Effect.promise(async () => {
+    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    probe.on("error", () => {})
+    try {
+      await probe.connect()
+      return String(await probe.call(args[0]!, ...args.slice(1)))
+    } catch {
+      return undefined
+    } finally {
+      probe.disconnect()
+    }
+  })
+
+/** Starts a cluster of `masters` masters with `replicas` replicas each, stopped with the scope. */
+export const testCluster = (options: { readonly masters?: number; readonly replicas?: number } = {}) =>
+  Effect.gen(function*() {
+    const masters = options.masters ?? 3
+    const replicas = options.replicas ?? 0
+    const count = masters * (1 + replicas)
+    const directory = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "rms-cluster-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    const taken = new Set<number>()
+    const nodes: Array<ClusterNode> = []
+    for (let i = 0; i < count; i++) {
+      const port = yield* clusterPort(taken)
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const started = spawn("redis-server", [
+            "--port", String(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", join(directory, `nodes-${port}.conf`),
+            "--cluster-node-timeout", "1000",
+            "--dir", directory,
+            "--save", "",
+            "--appendonly", "no"
+          ], { stdio: "ignore" })
+          running.add(started)
+          return started
+        }),
+        (started) =>
+          Effect.async<void>((resume) => {
+            running.delete(started)
+            if (started.exitCode !== null || started.signalCode !== null) return resume(Effect.void)
+            started.once("exit", () => resume(Effect.void))
+            started.kill("SIGKILL")
+          }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+      )
+      nodes.push({
+        port,
+        pid: child.pid!,
+        kill: Effect.async<void>((resume) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+          child.once("exit", () => resume(Effect.void))
+          child.kill("SIGKILL")
+        }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+      })
+    }
+    // Each node answers PING before the cluster is formed.
+    for (const node of nodes) {
+      let up = false
+      for (let i = 0; i < 250 && !up; i++) {
+        up = (yield* clusterCommand(node.port, "PING")) === "PONG"
+        if (!up) yield* pause(20)
+      }
+      if (!up) return yield* Effect.dieMessage(`cluster node ${node.port} did not start`)
+    }
+    yield* Effect.promise(() =>
+      run("redis-cli", [
+        "--cluster", "create",
+        ...nodes.map((node) => `127.0.0.1:${node.port}`),
+        "--cluster-replicas", String(replicas),
+        "--cluster-yes"
+      ], { timeout: 30_000 })
+    )
+    const live = () => nodes.filter((node) => running.size > 0 && node.pid > 0)
+    const waitHealthy = Effect.gen(function*() {
+      for (let i = 0; i < 300; i++) {
+        const states = yield* Effect.forEach(live(), (node) => clusterCommand(node.port, "CLUSTER", "INFO"))
+        const answering = states.filter((state): state is string => state !== undefined)
+        if (answering.length > 0 && answering.every((state) => state.includes("cluster_state:ok"))) return
+        yield* pause(50)
+      }
+      return yield* Effect.dieMessage("the test cluster did not reach cluster_state:ok")
+    })
+    yield* waitHealthy
+    const mastersNow = Effect.map(
+      Effect.forEach(nodes, (node) => Effect.map(clusterCommand(node.port, "ROLE"), (role) => ({ node, role }))),
+      (roles) => roles.filter(({ role }) => role?.startsWith("master") === true).map(({ node }) => node.port)
+    )
+    return {
+      nodes,
+      seeds: nodes.map((node) => `127.0.0.1:${node.port}`).join(","),
+      masters: mastersNow,
+      waitHealthy
+    } satisfies TestCluster
+  })
