@@ -200,7 +200,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, RedisConnect
   const nodes = options.clusterNodes
   if (nodes !== undefined) {
     return Effect.flatMap(clusterSettingsOf(options, nodes), (settings) => {
-      const open = (overrides: { readonly autoResubscribe?: boolean } = {}) =>
+      // `autoResubscribe` is a single connection's: a cluster client's sharded subscribers always resubscribe.
+      const open = () =>
         Effect.mapError(
           // Sharded pub/sub (SSUBSCRIBE) on the node that owns each channel's slot, followed across failovers.
           connectCluster(settings, { shardedSubscribers: true }),
