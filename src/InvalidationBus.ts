@@ -88,7 +88,7 @@ export interface PublishOptions {
 export interface InvalidationBus<in out K> {
   /** This instance's id, carried by its messages so that it ignores its own. */
   readonly instanceId: string
-  /** The channel. */
+  /** The channel; on a Redis Cluster, the prefix of its sharded channels (`<channel>:<i>`). */
   readonly channel: string
   /**
    * Tells the other instances that `keys` changed. Never fails: when the message cannot be sent the keys are
@@ -121,6 +121,11 @@ export interface Options<K> {
   readonly maxPending?: number
   /** How often kept keys are published again. Default: 1 second. */
   readonly retryInterval?: Duration.DurationInput
+  /**
+   * On a Redis Cluster: the number of sharded channels (`SPUBLISH` / `SSUBSCRIBE`) the messages are spread over,
+   * in turn, so that no master carries every message. Default: 16. Unused on a single node.
+   */
+  readonly shards?: number
   /**
    * The longest a publication may take before its keys are kept for later, so that a write never waits long
    * on a Redis that does not answer. Default: 250 milliseconds.

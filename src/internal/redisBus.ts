@@ -2,6 +2,11 @@
  * The invalidation bus over Redis pub/sub: messages are JSON on `<namespace>:invalidations`, published through
  * the client's connection and received on a connection of its own, whose losses are gaps.
  *
+ * On a Redis Cluster it uses sharded pub/sub (Redis ≥ 7): `shards` channels `<namespace>:invalidations:<i>`,
+ * whose slots spread them over the masters; each message goes to the next channel in turn (`SPUBLISH`), and
+ * the subscriber holds an `SSUBSCRIBE` of every channel on the master that owns it (ioredis's sharded
+ * subscriber group, which follows failovers and resharding). Losing any of those subscriptions is a gap.
+ *
  * @internal
  */
 import * as Duration from "effect/Duration"
@@ -12,7 +17,8 @@ import type * as Scope from "effect/Scope"
 import * as Crypto from "node:crypto"
 import type { InvalidationBus, Options } from "../InvalidationBus.js"
 import { escapeKeyPart } from "../RedisCache.js"
-import { RedisClient, RedisConnectionError } from "../RedisClient.js"
+import { isCluster, RedisClient, RedisConnectionError } from "../RedisClient.js"
+import type { Cluster } from "ioredis"
 import { Endpoint, listenerRuntime, type Message } from "./busEndpoint.js"
 import { bounded, deadlineLeaf, Watchdog } from "./deadline.js"
 import { redisFailure } from "./redisFailure.js"
@@ -38,6 +44,7 @@ export const make = <K>(
 ): Effect.Effect<InvalidationBus<K>, RedisConnectionError, RedisClient | Scope.Scope> =>
   Effect.gen(function*() {
     const redis = yield* RedisClient
+    if (redis.mode === "cluster") return yield* makeSharded(options, redis)
     const channel = `${escapeKeyPart(options.namespace)}:invalidations`
     const encodeKey: (key: K) => string = options.encodeKey ?? String
     const publishTimeout = Duration.decode(options.publishTimeout ?? "250 millis")
@@ -59,6 +66,7 @@ export const make = <K>(
 
     // Resubscribing is done here rather than by ioredis, to know when the subscription is active again.
     const subscriber = yield* redis.duplicate({ autoResubscribe: false })
+    if (isCluster(subscriber)) return yield* Effect.dieMessage("a single-node client duplicated into a cluster client")
     subscriber.on("message", (from: string, text: string) => {
       if (from !== channel) return
       const message = parseMessage(text)
@@ -113,6 +121,98 @@ export const make = <K>(
     return {
       instanceId: endpoint.instanceId,
       channel,
+      publish: (keys, publishOptions) => Effect.suspend(() => endpoint.publish(keys.map(encodeKey), publishOptions)),
+      publishAll: endpoint.publishAll,
+      listen: (listener) => endpoint.listen(listener),
+      stats: endpoint.stats
+    }
+  })
+
+/** The subscription error of a bus, without anything the client's error carried beyond kind and message. */
+const subscribeError = (address: string) => (cause: unknown) => {
+  const failure = redisFailure(cause)
+  return new RedisConnectionError({
+    address,
+    reason: `cannot subscribe: ${failure.message}`,
+    ...(failure.code === undefined ? {} : { code: failure.code })
+  })
+}
+
+/** The bus on a Redis Cluster: sharded channels (see the module's doc). */
+const makeSharded = <K>(
+  options: Options<K>,
+  redis: RedisClient["Type"]
+): Effect.Effect<InvalidationBus<K>, RedisConnectionError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const shards = options.shards ?? 16
+    if (!Number.isSafeInteger(shards) || shards < 1) {
+      return yield* new RedisConnectionError({ address: redis.address, reason: "shards must be a positive integer", code: "INVALID_OPTIONS" })
+    }
+    const base = `${escapeKeyPart(options.namespace)}:invalidations`
+    const channels = Array.from({ length: shards }, (_, i) => `${base}:${i}`)
+    const known = new Set(channels)
+    const encodeKey: (key: K) => string = options.encodeKey ?? String
+    const publishTimeout = Duration.decode(options.publishTimeout ?? "250 millis")
+    const watchdog = new Watchdog(
+      yield* Effect.clock,
+      yield* Effect.scope,
+      Duration.toMillis(publishTimeout),
+      () => `publishing an invalidation took longer than ${Duration.format(publishTimeout)}`
+    )
+    const client = redis.client as Cluster
+    // Round robin: each channel carries 1/shards of the messages, whatever their keys.
+    let next = 0
+    const endpoint = new Endpoint<K, string>(
+      Crypto.randomUUID(),
+      options.namespace,
+      yield* listenerRuntime,
+      (message) =>
+        bounded(
+          deadlineLeaf(() => client.spublish(channels[next++ % shards]!, JSON.stringify(message)), identity),
+          watchdog,
+          false
+        ),
+      (raw) => Option.getOrUndefined(options.decodeKey(raw)),
+      options.maxPending ?? 10_000
+    )
+
+    const subscriber = (yield* redis.duplicate()) as Cluster
+    subscriber.on("smessage", (from: string, text: string) => {
+      if (!known.has(from)) return
+      const message = parseMessage(text)
+      if (message !== undefined) endpoint.receive(message)
+    })
+    // Any subscription lost (a master gone, a failover, a resharding, a connection that failed): a gap at once,
+    // and another once the group's subscribers are back, since what was published meanwhile never arrives.
+    let deaf = false
+    const lost = () => {
+      if (deaf) return
+      deaf = true
+      endpoint.gap()
+    }
+    for (const event of ["-node", "-subscriber", "nodeError", "error"]) subscriber.on(event, lost)
+    const back = () => {
+      if (!deaf) return
+      deaf = false
+      endpoint.gap()
+    }
+    for (const event of ["+subscriber", "subscribersReady"]) subscriber.on(event, back)
+    // One SSUBSCRIBE per channel: a call may only name channels of one slot.
+    yield* Effect.forEach(channels, (channel) =>
+      Effect.tryPromise({ try: () => subscriber.ssubscribe(channel), catch: subscribeError(redis.address) }), { discard: true })
+
+    yield* Effect.sleep(options.retryInterval ?? "1 second").pipe(
+      Effect.andThen(endpoint.flush),
+      Effect.catchAllCause((cause) => Effect.logWarning("invalidation bus: retry failed", cause)),
+      Effect.forever,
+      Effect.annotateLogs({ channel: base }),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    return {
+      instanceId: endpoint.instanceId,
+      channel: base,
       publish: (keys, publishOptions) => Effect.suspend(() => endpoint.publish(keys.map(encodeKey), publishOptions)),
       publishAll: endpoint.publishAll,
       listen: (listener) => endpoint.listen(listener),
