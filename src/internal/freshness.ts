@@ -14,7 +14,8 @@
  *   fresh  [stored, freshUntil)     answered; past `freshUntil − δ·β·ln(rand)` one reader refreshes early
  *   stale  [freshUntil, staleUntil) answered at once and refreshed in the background (stale-while-revalidate),
  *                                   or refreshed first with the stale value as fail-safe and soft-timeout answer;
- *                                   while a fail-safe throttle holds, answered without calling the source
+ *                                   while a fail-safe throttle holds, or a load past its soft timeout still runs,
+ *                                   answered without calling the source
  *   gone   [staleUntil, …)          a miss: loaded as if never cached (the tiers expire it then too)
  *
  * A negative entry ("absent") is fresh for `notFoundTimeToLive` and never stale.
@@ -116,6 +117,8 @@ class Freshness<K, A, E> {
   private readonly refreshing = new Map<K, number>()
   /** Stale entries callers hold while their key loads: the fallback of a slow or failing load. */
   private readonly held = new Map<K, Entry<A>>()
+  /** Keys whose load passed the soft timeout and still runs: their stale entries answer without another load. */
+  private readonly late = new Map<K, Pending<K>>()
 
   constructor(
     private readonly options: Options<K, A, E, unknown>,
@@ -128,10 +131,21 @@ class Freshness<K, A, E> {
 
   attach(core: MultiLevel.MultiLevel<K, Entry<A>, E | LoadTimeout>): void {
     this.core = core
-    // A change of a key ends its throttle: what the source said before no longer describes it.
+    // A change of a key ends its throttle and lets go of the stale entries held for it: what the source said
+    // before no longer describes it, and a load that begins after the change must not answer with (or store)
+    // what a reader held before it.
     core.protocol.follow((change) => {
-      if (change === "all") this.throttled.clear()
-      else for (const key of change) this.throttled.delete(key)
+      if (change === "all") {
+        this.throttled.clear()
+        this.held.clear()
+        this.late.clear()
+      } else {
+        for (const key of change) {
+          this.throttled.delete(key)
+          this.held.delete(key)
+          this.late.delete(key)
+        }
+      }
     })
   }
 
@@ -143,7 +157,9 @@ class Freshness<K, A, E> {
     return this.clock.unsafeCurrentTimeMillis()
   }
 
+  /** Whether the source of `key` is left alone now: a fail-safe throttle, or a load past its soft timeout. */
   private isThrottled(key: K, now: number): boolean {
+    if (this.late.has(key)) return true
     const until = this.throttled.get(key)
     if (until === undefined) return false
     if (now < until) return true
@@ -153,11 +169,15 @@ class Freshness<K, A, E> {
 
   /**
    * Whether a farther tier's entry may answer: fresh, and newer than the one a refresh replaces; a stale one
-   * only while its key's source is throttled.
+   * while its key's source is throttled, or under stale-while-revalidate (the reader then refreshes it), but
+   * never the load of a refresh of its key.
    */
   usable(key: K, entry: Entry<A>): boolean {
     const now = this.now()
-    if (now >= entry.freshUntil) return now < entry.staleUntil && entry.absent !== true && this.isThrottled(key, now)
+    if (now >= entry.freshUntil) {
+      if (!this.servable(entry, now)) return false
+      return this.isThrottled(key, now) || (this.settings.staleWhileRevalidate && !this.refreshing.has(key))
+    }
     const replaces = this.refreshing.get(key)
     const usable = replaces === undefined || entry.freshUntil > replaces
     if (usable && entry.absent === true) this.metrics.unsafeNegativeHit()
@@ -274,17 +294,27 @@ class Freshness<K, A, E> {
           if (Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) yield* Fiber.interrupt(fiber)
           return yield* Exit.map(exit, (done) => (done as Option.Some<ReadonlyMap<K, Entry<A>>>).value)
         }
-        // Timed out: the load goes on, and back-fills what it finds unless overtaken.
+        // Timed out: the load goes on, and back-fills what it finds unless overtaken. Interruptible (it is
+        // forked from an uninterruptible region): closing the scope must not wait for a source that hangs.
+        // Past the soft timeout, its keys' stale entries answer meanwhile: a slow source gets no second call.
+        const softly = soft !== undefined && bound === soft
+        if (softly) byKey.forEach((pending, key) => this.late.set(key, pending))
         yield* Fiber.await(fiber).pipe(
           Effect.flatMap((late) =>
             Exit.isSuccess(late)
               ? this.core.backfill([...late.value], (key) => byKey.get(key)?.overtaken !== true)
               : Effect.void
           ),
-          Effect.ensuring(Effect.sync(end)),
+          Effect.ensuring(Effect.sync(() => {
+            end()
+            byKey.forEach((pending, key) => {
+              if (this.late.get(key) === pending) this.late.delete(key)
+            })
+          })),
+          Effect.interruptible,
           Effect.forkIn(this.scope)
         )
-        if (soft !== undefined && bound === soft) {
+        if (softly) {
           for (const _ of keys) this.metrics.unsafeSoftTimeout()
           return fallback
         }
@@ -357,7 +387,7 @@ class Freshness<K, A, E> {
             const gone: Array<K> = []
             for (const key of missing) {
               const entry = found.get(key)
-              if (entry !== undefined) answers.set(key, this.counted(Option.some(entry)).pipe(Option.getOrThrow))
+              if (entry !== undefined) answers.set(key, this.counted(Option.some(entry), key).pipe(Option.getOrThrow))
               else if (holding.has(key)) gone.push(key)
             }
             // Gone from the source while stale copies of them are held: those must go.
@@ -404,7 +434,7 @@ class Freshness<K, A, E> {
    * gone, while a stale entry of it is held, drops that entry everywhere.
    */
   private fromLoad(key: K, stale: Entry<A> | undefined): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {
-    if (stale === undefined) return this.answered(this.core.load(key))
+    if (stale === undefined) return this.answered(key, this.core.load(key))
     return Effect.suspend(() => {
       this.held.set(key, stale)
       const release = Effect.sync(() => {
@@ -420,7 +450,7 @@ class Freshness<K, A, E> {
               })
               : Effect.fail(error),
           onSuccess: (found) =>
-            Option.isNone(found) ? Effect.as(this.core.drop([key]), found) : Effect.succeed(this.counted(found))
+            Option.isNone(found) ? Effect.as(this.core.drop([key]), found) : Effect.succeed(this.counted(found, key))
         }),
         Effect.ensuring(release)
       )
@@ -428,17 +458,25 @@ class Freshness<K, A, E> {
   }
 
   private answered(
+    key: K,
     loading: Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout>
   ): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {
-    return Effect.map(loading, (found) => this.counted(found))
+    return Effect.map(loading, (found) => this.counted(found, key))
   }
 
-  /** Counts a loaded answer that is stale (fail-safe or soft timeout in the batch) or negative. */
-  private counted(found: Option.Option<Entry<A>>): Option.Option<Entry<A>> {
+  /**
+   * Counts a loaded answer that is stale (a farther tier's, fail-safe or soft timeout in the batch). Under
+   * stale-while-revalidate a stale answer that no throttle explains (a farther tier's) is refreshed in the
+   * background, as a stale entry of the nearest tier is.
+   */
+  private counted(found: Option.Option<Entry<A>>, key: K): Option.Option<Entry<A>> {
     if (Option.isSome(found)) {
       const entry = found.value
-      if (entry.absent !== true && entry.freshUntil < this.now() && entry.staleUntil > entry.freshUntil) {
+      const now = this.now()
+      // Stale from `freshUntil` on, as `decide` sees it.
+      if (entry.absent !== true && entry.freshUntil <= now && entry.staleUntil > entry.freshUntil) {
         this.metrics.unsafeStaleServed()
+        if (this.settings.staleWhileRevalidate && !this.isThrottled(key, now)) this.startRefresh(key, entry)
       }
     }
     return found
@@ -465,6 +503,11 @@ class Freshness<K, A, E> {
         onSuccess: (found) => {
           if (pending.overtaken) {
             this.metrics.unsafeRefreshDiscarded()
+            return Effect.void
+          }
+          // Answered stale (fail-safe, or a soft timeout whose load goes on): the source gave nothing yet.
+          const entry = Option.getOrUndefined(found)
+          if (entry !== undefined && entry.absent !== true && entry.freshUntil <= this.now() && entry.staleUntil > entry.freshUntil) {
             return Effect.void
           }
           this.metrics.unsafeRefreshCompleted()
