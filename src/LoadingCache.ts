@@ -122,9 +122,9 @@ export interface FreshnessOptions<K, A> {
    */
   readonly grace?: Duration.DurationInput
   /**
-   * A read of a stale entry answers at once with it and starts one background refresh, shared by every reader
-   * and batched with the other loads. Needs `grace`. Default: false (the read loads, the stale value serving
-   * only as fail-safe or soft-timeout answer).
+   * A read of a stale entry (from any tier: a new instance answers from L2's) answers at once with it and
+   * starts one background refresh, shared by every reader and batched with the other loads. Needs `grace`.
+   * Default: false (the read loads, the stale value serving only as fail-safe or soft-timeout answer).
    */
   readonly staleWhileRevalidate?: boolean
   /**
@@ -135,9 +135,17 @@ export interface FreshnessOptions<K, A> {
   readonly failSafe?: boolean
   /** How long after a fail-safe activation the key's source is left alone (stale served). Default: 30 seconds. */
   readonly failSafeThrottle?: Duration.DurationInput
-  /** Past this, a caller holding a stale value gets it while the load goes on to update the tiers. */
+  /**
+   * Past this, a caller holding a stale value gets it while the load goes on to update the tiers; until that
+   * load ends (or the key changes), further reads of the key get the stale value too, without another call.
+   * Without a stale value the caller waits up to `hardTimeout`.
+   */
   readonly softTimeout?: Duration.DurationInput
-  /** Past this, a caller gets `LoadTimeout` (or the stale value under fail-safe); the load goes on. */
+  /**
+   * Past this, a caller gets `LoadTimeout` (or the stale value under fail-safe); the load goes on and fills the
+   * tiers unless a change of the key came first. A reader arriving meanwhile without a stale value starts a
+   * load of its own.
+   */
   readonly hardTimeout?: Duration.DurationInput
   /** How long a key the source does not have is remembered as absent, in every tier. Default: not at all. */
   readonly notFoundTimeToLive?: Duration.DurationInput
