@@ -277,8 +277,8 @@ export const l2Memory = (settings: Settings): Layer.Layer<TaskL2, Cause.IllegalA
 export const layerFromClients = layerWithL2(l2Redis)
 
 /**
- * The repository (and its store) on real services: Postgres at `DATABASE_URL` and Redis at `REDIS_URL`, tiers
- * from `config`.
+ * The repository (and its store) on real services: Postgres at `DATABASE_URL` and Redis at `REDIS_URL` (or the
+ * Redis Cluster at `REDIS_CLUSTER_NODES`, when set), tiers from `config`.
  *
  * @since 0.1.0
  * @category layers

@@ -3,7 +3,8 @@
  * the environment.
  *
  * - `DATABASE_URL` set: that Postgres; otherwise PGlite embedded (nothing to install).
- * - `REDIS_URL` set: L2 in that Redis; otherwise L2 in memory.
+ * - `REDIS_CLUSTER_NODES` set: L2 and the bus on that Redis Cluster; else `REDIS_URL` set: L2 in that Redis;
+ *   otherwise L2 in memory.
  */
 import * as Layer from "effect/Layer"
 import * as RedisClient from "../../src/RedisClient.js"
@@ -11,14 +12,16 @@ import * as TaskRepository from "../../src/TaskRepository.js"
 import * as TaskStore from "../../src/TaskStore.js"
 
 const usePostgres = process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== ""
-const useRedis = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== ""
+const set = (name: string) => process.env[name] !== undefined && process.env[name] !== ""
+const useCluster = set("REDIS_CLUSTER_NODES")
+const useRedis = useCluster || set("REDIS_URL")
 
 /** The metrics tier of the L2: `"redis"` or `"lru"`. */
 export const l2Tier = useRedis ? "redis" : "lru"
 
 /** Where the data lives, for the program to say so. */
 export const description = `${usePostgres ? "Postgres at DATABASE_URL" : "embedded Postgres (PGlite)"}, ${
-  useRedis ? "L2 in Redis at REDIS_URL" : "L2 in memory"
+  useCluster ? "L2 on the Redis Cluster at REDIS_CLUSTER_NODES" : useRedis ? "L2 in Redis at REDIS_URL" : "L2 in memory"
 }`
 
 const sql = usePostgres ? TaskStore.layerPgConfig : TaskStore.layerEmbeddedSql
