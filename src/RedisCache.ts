@@ -3,6 +3,23 @@
  * `PX`, `getMany` in one `MGET` (a `GET` for one key), `setMany` in one pipeline; optionally versioned, so that
  * an older value can never replace a newer one.
  *
+ * On a Redis Cluster (a `RedisClient` in cluster mode) the same tier never sends a command whose keys span
+ * slots: `getMany` and `setMany` send one pipeline per master (a `GET` per key, an `MGET` for keys that share a
+ * slot; the writes one per key), to every master involved at once, so a batch costs one round trip of latency;
+ * a command a node redirects (`MOVED`, `ASK`: the slot map is not loaded yet or has changed) is sent again on
+ * its own, which the client follows to the slot's owner — a right answer or a `CacheError`, never a wrong
+ * value. Versioned writes and tombstones go through the same one-key script.
+ *
+ * `invalidateAll` on a cluster is a namespace generation, not a `SCAN` of every shard: keys are laid out
+ * `escape(namespace):<generation>:escape(key)`, the generation lives in the key `escape(namespace)#generation`
+ * (it has no `:`, which every data key has, so it is never a data key) and is cached in memory.
+ * Every read batch reads the generation beside its data (in the same pipelines, so no added latency); if it
+ * has moved, what was read is treated as misses and the cached generation updated. Every write batch reads it
+ * too, and writes again under the new one when it moved. `invalidateAll` is an `INCR` of it. What was written
+ * under an older generation is never read again: give a cluster tier a `timeToLive`, so that those orphans
+ * expire. The generation key itself has no time-to-live; under an `allkeys-*` eviction policy Redis may evict
+ * it, and the namespace then reads as generation 0 again (use `noeviction` or a `volatile-*` policy).
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -15,11 +32,13 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import { isUtf8 } from "node:buffer"
+import type { Cluster } from "ioredis"
 import type { Cache, SetOptions } from "./Cache.js"
 import { CacheError, CacheMiss } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
 import { currentDeadline, type Deadline, deadlineLeaf, honoursDeadlines, markOf } from "./internal/deadline.js"
 import { entryTimeToLive, validateTimeToLive } from "./internal/options.js"
+import { readBySlot, type SlotCommand, sendBySlot, slotOf } from "./internal/redisCluster.js"
 import { redisFailure } from "./internal/redisFailure.js"
 import { hasLoneSurrogate, loneSurrogate } from "./internal/text.js"
 import {
@@ -32,7 +51,7 @@ import {
   valueDecoder,
   versionedJson
 } from "./internal/redisLayout.js"
-import { RedisClient } from "./RedisClient.js"
+import { isCluster, RedisClient } from "./RedisClient.js"
 
 /**
  * Options of a Redis tier.
@@ -99,15 +118,35 @@ export const escapeKeyPart = (part: string): string => {
 const needsEscape = /[%:\ud800-\udfff]/
 
 /**
- * The Redis key of `key` in `namespace`: `escape(namespace):escape(key)`.
+ * The Redis key of `key` in `namespace`: `escape(namespace):escape(key)`; on a cluster, where keys carry the
+ * namespace's `generation`, `escape(namespace):generation:escape(key)`.
  *
  * @since 0.1.0
  * @category keys
  */
-export const redisKey = (namespace: string, key: string): string => `${escapeKeyPart(namespace)}:${escapeKeyPart(key)}`
+export const redisKey = (namespace: string, key: string, generation?: number | string): string =>
+  generation === undefined
+    ? `${escapeKeyPart(namespace)}:${escapeKeyPart(key)}`
+    : `${escapeKeyPart(namespace)}:${generation}:${escapeKeyPart(key)}`
+
+/**
+ * The Redis key that holds the generation of `namespace` on a cluster: `escape(namespace)#generation`. It has no
+ * `:`, and every data key has one, so it is never a data key of any namespace.
+ *
+ * @since 0.1.0
+ * @category keys
+ */
+export const generationKey = (namespace: string): string => `${escapeKeyPart(namespace)}#generation`
+
+/** `text` with its glob characters escaped, for `SCAN MATCH`. */
+const globEscaped = (text: string): string => text.replace(/[*?[\]\\]/g, "\\$&")
 
 /** A `SCAN MATCH` pattern for every key of `namespace`: glob characters in the namespace are escaped. */
-const namespacePattern = (namespace: string): string => `${escapeKeyPart(namespace).replace(/[*?[\]\\]/g, "\\$&")}:*`
+const namespacePattern = (namespace: string): string => `${globEscaped(escapeKeyPart(namespace))}:*`
+
+/** A generation read from Redis: an absent key is generation 0; anything but digits is not ours. */
+const generationOf = (reply: unknown): string | undefined =>
+  reply === null ? "0" : typeof reply === "string" && /^\d{1,20}$/.test(reply) ? reply : undefined
 
 /** A stored key that holds no value: absent, or a tombstone or floor of a versioned tier. */
 const absent: unique symbol = Symbol.for("@rms/cache/RedisCache/absent")
@@ -131,6 +170,11 @@ const isWrongType = (cause: unknown): boolean =>
  * maintenance, not for a hot path. In a versioned tier `size` counts tombstones too, and `invalidateAll`
  * deletes keys without leaving tombstones.
  *
+ * On a Redis Cluster (see the module doc) `invalidateAll` is one `INCR` of the namespace's generation, counted
+ * as one invalidation (how many entries it drops is not known), and leaves no tombstones either; `size` counts
+ * the keys of the current generation — values, tombstones and floors — by a `SCAN` of every master (fine for
+ * tests and maintenance); the orphans of older generations are not counted.
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -139,6 +183,8 @@ export const make = <K, V, I>(
 ): Effect.Effect<Cache<K, V, CacheError>, Cause.IllegalArgumentException, RedisClient> =>
   Effect.gen(function*() {
     const { client } = yield* RedisClient
+    // The mode is the client's: a `Cluster` cannot run a multi-key command across slots, whatever it is called.
+    const cluster = isCluster(client) ? client : undefined
     const name = options.name ?? options.namespace
     if (options.namespace.length === 0) {
       return yield* new Cause.IllegalArgumentException(`cache "${name}": namespace must not be empty`)
@@ -154,8 +200,31 @@ export const make = <K, V, I>(
     const labels = { cache: name, tier: "redis" }
     const metrics = options.metrics === false ? CacheMetrics.disabled(labels) : CacheMetrics.make(labels)
     const encodeKey: (key: K) => string = options.encodeKey ?? String
-    const prefix = `${escapeKeyPart(options.namespace)}:`
+    const namespacePart = escapeKeyPart(options.namespace)
+    // On a cluster the namespace's generation is part of every key, and moves with `invalidateAll`: `generation`
+    // and `prefix` are its cached copy (mutable by design, see `adopt`). On a single node `prefix` never changes.
+    const generationKeyName = generationKey(options.namespace)
+    const generationSlot = slotOf(generationKeyName)
+    let generation = "0"
+    let prefix = cluster === undefined ? `${namespacePart}:` : `${namespacePart}:${generation}:`
     const keyOf = (key: K): string => prefix + escapeKeyPart(encodeKey(key))
+    /**
+     * Takes the generation read from Redis as the current one. Replies of concurrent batches may arrive out of
+     * order and put back an older one for a while: harmless, since every batch checks it against Redis.
+     */
+    const adopt = (read: string) => {
+      if (read === generation) return
+      generation = read
+      prefix = `${namespacePart}:${read}:`
+    }
+    if (cluster !== undefined) {
+      // Best effort: an instance that starts after an `invalidateAll` then uses the current generation at once,
+      // instead of finding its first reads to be misses and sending its first writes twice.
+      const initial = yield* Effect.promise(() => cluster.get(generationKeyName).then(generationOf, () => undefined)).pipe(
+        Effect.timeoutTo({ duration: "1 second", onSuccess: (read) => read, onTimeout: () => undefined })
+      )
+      if (initial !== undefined) adopt(initial)
+    }
     // JSON.parse, then the schema: the same as `Schema.parseJson(schema)` without its extra transformation step,
     // with the schema compiled once into a decoder that skips Schema's general machinery (see `valueDecoder`).
     const decodeValue = valueDecoder(options.schema)
@@ -296,6 +365,35 @@ export const make = <K, V, I>(
       else pipeline.set(redisKeyName, tombstone, "PX", Math.ceil(tombstoneMillis))
     }
 
+    /**
+     * Queues the write of `value` under `redisKeyName`: its stored form; or, when it has none (`stored` is the
+     * reason), the key's removal; or, dead on arrival (`stored` undefined), the removal of what is older.
+     */
+    const queueWrite = (
+      pipeline: ReturnType<typeof client.pipeline>,
+      redisKeyName: string,
+      value: V,
+      stored: Either.Either<string, unknown> | undefined,
+      timeToLive: number
+    ) => {
+      if (stored === undefined) {
+        // Dead on arrival: store nothing, and drop what the key held. In a versioned tier only what is older,
+        // leaving a floor that refuses older write-backs as a tombstone would: a plain `DEL` would also drop
+        // a tombstone or a newer value, and then accept the very write-back they were refusing.
+        if (version === undefined) pipeline.del(redisKeyName)
+        else setIfNewer(pipeline, redisKeyName, version(value), floor(version(value)), tombstoneMillis)
+      } else if (Either.isLeft(stored)) {
+        // Not stored, so the key must not keep an older value either.
+        queueInvalidate(pipeline, redisKeyName)
+      } else if (version !== undefined) {
+        setIfNewer(pipeline, redisKeyName, version(value), stored.right, timeToLive)
+      } else if (timeToLive === Infinity) {
+        pipeline.set(redisKeyName, stored.right)
+      } else {
+        pipeline.set(redisKeyName, stored.right, "PX", Math.ceil(timeToLive))
+      }
+    }
+
     const execute = (operation: string, pipeline: ReturnType<typeof client.pipeline>) =>
       Effect.flatMap(call(operation, () => pipeline.exec()), (results) => {
         const failed = results?.find(([error]) => error !== null)
@@ -304,46 +402,107 @@ export const make = <K, V, I>(
         return Effect.fail(new CacheError({ cache: name, operation, cause: redisFailure(failed[0]) }))
       })
 
+    const notAGeneration = `the key ${generationKeyName} holds something other than a namespace generation`
+
+    /**
+     * Cluster mode: reads `redisKeys`, built under generation `used`, with the generation beside them. When it
+     * has moved (an `invalidateAll`, here or on another instance), what was read belongs to an abandoned
+     * generation: all misses, and the new generation is adopted.
+     */
+    const readCluster = (on: Cluster, redisKeys: ReadonlyArray<string>, used: string) =>
+      readBySlot(on, redisKeys, generationKeyName, generationSlot).then(({ extra, stored }) => {
+        const read = generationOf(extra)
+        if (read === undefined) throw new Error(notAGeneration)
+        if (read === used) return stored
+        adopt(read)
+        return stored.fill(null)
+      })
+
+    /** The call that reads one key, built by `keyOf` just before (so under the current generation on a cluster). */
+    const readOne: (redisKeyName: string) => () => Promise<Buffer | null> = cluster === undefined
+      ? (redisKeyName) => () => client.getBuffer(redisKeyName)
+      : (redisKeyName) => {
+        const used = generation
+        return () => readCluster(cluster, [redisKeyName], used).then((stored) => stored[0]!)
+      }
+
+    /** The call that reads several keys, built by `keyOf` just before. */
+    const readMany: (redisKeys: Array<string>) => () => Promise<Array<Buffer | null>> = cluster === undefined
+      ? (redisKeys) => () => client.mgetBuffer(redisKeys)
+      : (redisKeys) => {
+        const used = generation
+        return () => readCluster(cluster, redisKeys, used)
+      }
+
+    /**
+     * Cluster mode: sends the writes `at(prefix)` builds under the current generation, with a read of the
+     * generation beside them (in the same pipelines: no added latency). When it has moved, they went to keys no
+     * reader looks at any more (orphans, gone with their time-to-live) and are sent again under the new one.
+     */
+    const writeCluster = (on: Cluster, operation: string, at: (prefix: string) => Array<SlotCommand>) =>
+      Effect.gen(function*() {
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const used = generation
+          const commands = at(prefix)
+          commands.push({ slot: generationSlot, queue: (pipeline) => void pipeline.get(generationKeyName) })
+          const replies = yield* call(operation, () => sendBySlot(on, commands))
+          const failed = replies.find(([error]) => error !== null)
+          if (failed !== undefined) return yield* Effect.fail(failure(operation, failed[0]))
+          const read = generationOf(replies[replies.length - 1]![1])
+          if (read === undefined) return yield* Effect.fail(failure(operation, notAGeneration))
+          if (read === used) return
+          adopt(read)
+        }
+        return yield* Effect.fail(failure(operation, "the namespace's generation moved during every attempt"))
+      })
+
     const setMany = (entries: Iterable<readonly [K, V]>, setOptions?: SetOptions): Effect.Effect<void, CacheError> =>
       Effect.suspend(() => {
         const timeToLive = entryTimeToLive(setOptions?.timeToLive, defaultTimeToLive)
-        const pipeline = client.pipeline()
         const refused: Array<unknown> = []
-        let count = 0
-        for (const [key, value] of entries) {
-          const k = keyOf(key)
-          count++
-          if (timeToLive <= 0) {
-            // Dead on arrival: store nothing, and drop what the key held. In a versioned tier only what is older,
-            // leaving a floor that refuses older write-backs as a tombstone would: a plain `DEL` would also drop
-            // a tombstone or a newer value, and then accept the very write-back they were refusing.
-            if (version === undefined) pipeline.del(k)
-            else setIfNewer(pipeline, k, version(value), floor(version(value)), tombstoneMillis)
-            continue
-          }
-          const stored = storedForm(value)
-          if (Either.isLeft(stored)) {
-            // Not stored, so the key must not keep an older value either.
-            refused.push(stored.left)
-            queueInvalidate(pipeline, k)
-          } else if (version !== undefined) {
-            setIfNewer(pipeline, k, version(value), stored.right, timeToLive)
-          } else if (timeToLive === Infinity) {
-            pipeline.set(k, stored.right)
-          } else {
-            pipeline.set(k, stored.right, "PX", Math.ceil(timeToLive))
-          }
+        /** The stored form of `value` (`undefined`: dead on arrival); a refusal is kept for the error. */
+        const formOf = (value: V) => {
+          const stored = timeToLive <= 0 ? undefined : storedForm(value)
+          if (stored !== undefined && Either.isLeft(stored)) refused.push(stored.left)
+          return stored
         }
-        if (count === 0) return Effect.void
-        return Effect.zipRight(
-          execute("setMany", pipeline),
+        const written = (count: number) =>
           Effect.suspend(() => {
             metrics.unsafeSet(count - refused.length)
             return refused.length === 0
               ? Effect.void
               : Effect.fail(new CacheError({ cache: name, operation: "setMany", cause: refused[0] }))
           })
-        )
+        if (cluster !== undefined) {
+          const parts: Array<string> = []
+          const values: Array<V> = []
+          const forms: Array<Either.Either<string, unknown> | undefined> = []
+          for (const [key, value] of entries) {
+            parts.push(escapeKeyPart(encodeKey(key)))
+            values.push(value)
+            forms.push(formOf(value))
+          }
+          if (parts.length === 0) return Effect.void
+          return Effect.zipRight(
+            writeCluster(cluster, "setMany", (at) =>
+              parts.map((part, i): SlotCommand => {
+                const redisKeyName = at + part
+                return {
+                  slot: slotOf(redisKeyName),
+                  queue: (pipeline) => queueWrite(pipeline, redisKeyName, values[i]!, forms[i], timeToLive)
+                }
+              })),
+            written(parts.length)
+          )
+        }
+        const pipeline = client.pipeline()
+        let count = 0
+        for (const [key, value] of entries) {
+          count++
+          queueWrite(pipeline, keyOf(key), value, formOf(value), timeToLive)
+        }
+        if (count === 0) return Effect.void
+        return Effect.zipRight(execute("setMany", pipeline), written(count))
       })
 
     const scanNamespace = (onKeys: (keys: Array<string>) => Effect.Effect<void, CacheError>) =>
@@ -357,13 +516,32 @@ export const make = <K, V, I>(
         } while (cursor !== "0")
       })
 
+    /** Cluster mode: the keys of the current generation, on every master. */
+    const clusterSize = (on: Cluster) =>
+      Effect.gen(function*() {
+        const read = generationOf(yield* call("size", () => on.get(generationKeyName)))
+        if (read === undefined) return yield* Effect.fail(failure("size", notAGeneration))
+        adopt(read)
+        const pattern = `${globEscaped(namespacePart)}:${read}:*`
+        let count = 0
+        for (const node of on.nodes("master")) {
+          let cursor = "0"
+          do {
+            const [next, keys] = yield* call("size", () => node.scan(cursor, "MATCH", pattern, "COUNT", 1000))
+            count += keys.length
+            cursor = next
+          } while (cursor !== "0")
+        }
+        return count
+      })
+
     const cache: Cache<K, V, CacheError> = {
       name,
       versioned: version !== undefined,
       get: (key) =>
         read<V, CacheMiss | CacheError>((resume, deadline) => {
           const k = keyOf(key)
-          return send(resume, deadline, "get", () => client.getBuffer(k), (stored) => {
+          return send(resume, deadline, "get", readOne(k), (stored) => {
             const parsed = parseStored(stored)
             if (parsed !== absent && parsed !== corrupt) {
               return Effect.sync(() => {
@@ -381,7 +559,7 @@ export const make = <K, V, I>(
       getOption: (key) =>
         read<Option.Option<V>, CacheError>((resume, deadline) => {
           const k = keyOf(key)
-          return send(resume, deadline, "get", () => client.getBuffer(k), (stored) => {
+          return send(resume, deadline, "get", readOne(k), (stored) => {
             const parsed = parseStored(stored)
             if (parsed !== absent && parsed !== corrupt) {
               return Effect.sync(() => {
@@ -415,27 +593,46 @@ export const make = <K, V, I>(
           // One key is a `GET`: cheaper than an `MGET` of one, for Redis and for ioredis.
           if (asked.length === 1) {
             const onReply = (stored: Buffer | null) => collect(asked, redisKeys, [stored])
-            return send(resume, deadline, "getMany", () => client.getBuffer(redisKeys[0]!), onReply, null)
+            return send(resume, deadline, "getMany", readOne(redisKeys[0]!), onReply, null)
           }
-          return send(resume, deadline, "getMany", () => client.mgetBuffer(redisKeys), (stored) => collect(asked, redisKeys, stored))
+          return send(resume, deadline, "getMany", readMany(redisKeys), (stored) => collect(asked, redisKeys, stored))
         }),
       set: (key, value, setOptions) => setMany([[key, value]], setOptions),
       setMany,
       invalidate: (key) =>
         Effect.suspend(() => {
+          if (cluster !== undefined) {
+            const part = escapeKeyPart(encodeKey(key))
+            return Effect.tap(
+              writeCluster(cluster, "invalidate", (at) => {
+                const redisKeyName = at + part
+                return [{ slot: slotOf(redisKeyName), queue: (pipeline) => queueInvalidate(pipeline, redisKeyName) }]
+              }),
+              () => metrics.unsafeInvalidation()
+            )
+          }
           const pipeline = client.pipeline()
           queueInvalidate(pipeline, keyOf(key))
           return Effect.tap(execute("invalidate", pipeline), () => metrics.unsafeInvalidation())
         }),
-      invalidateAll: scanNamespace((keys) =>
-        call("invalidateAll", () => client.unlink(...keys)).pipe(
-          Effect.map((removed) => metrics.unsafeInvalidation(removed))
+      invalidateAll: cluster === undefined
+        ? scanNamespace((keys) =>
+          call("invalidateAll", () => client.unlink(...keys)).pipe(
+            Effect.map((removed) => metrics.unsafeInvalidation(removed))
+          )
         )
-      ),
-      size: Effect.suspend(() => {
-        let count = 0
-        return scanNamespace((keys) => Effect.sync(() => void (count += keys.length))).pipe(Effect.map(() => count))
-      })
+        : call("invalidateAll", () => cluster.incr(generationKeyName)).pipe(
+          Effect.map((next) => {
+            adopt(String(next))
+            metrics.unsafeInvalidation()
+          })
+        ),
+      size: cluster === undefined
+        ? Effect.suspend(() => {
+          let count = 0
+          return scanNamespace((keys) => Effect.sync(() => void (count += keys.length))).pipe(Effect.map(() => count))
+        })
+        : clusterSize(cluster)
     }
     // Every wait on Redis above is a `call` or a `send`: a multi-level cache may bound these in the caller's fiber.
     return Object.assign(cache, { [honoursDeadlines]: markOf(cache) })
