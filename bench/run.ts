@@ -350,6 +350,13 @@ log("Freshness at expiry: a hot key with early refresh, stale-while-revalidate, 
   sections.push(await runFreshness())
 }
 
+// Round trips and the sharded bus on a private Redis Cluster it starts and stops itself (bench/cluster.ts).
+log("Redis Cluster: round trips and the sharded bus …")
+{
+  const { runCluster } = await import("./cluster.js")
+  sections.push(await runCluster())
+}
+
 // Side by side with other multi-level caches: every workload in a child process of its own (bench/peers.ts).
 log("Side by side with bentocache, cacheable, cache-manager, async-cache-dedupe …")
 {
