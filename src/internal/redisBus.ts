@@ -2,8 +2,8 @@
  * The invalidation bus over Redis pub/sub: messages are JSON on `<namespace>:invalidations`, published through
  * the client's connection and received on a connection of its own, whose losses are gaps.
  *
- * On a Redis Cluster it uses sharded pub/sub (Redis ≥ 7): `shards` channels `<namespace>:invalidations:<i>`,
- * whose slots spread them over the masters; each message goes to the next channel in turn (`SPUBLISH`), and
+ * On a Redis Cluster it uses sharded pub/sub (Redis ≥ 7): `shards` channels `<namespace>:invalidations:{<tag>}`,
+ * whose hash tags spread their slots evenly over the slot space, hence over the masters; each message goes to the next channel in turn (`SPUBLISH`), and
  * the subscriber holds an `SSUBSCRIBE` of every channel on the master that owns it (ioredis's sharded
  * subscriber group, which follows failovers and resharding). Losing any of those subscriptions is a gap.
  *
@@ -21,6 +21,7 @@ import { isCluster, RedisClient, RedisConnectionError } from "../RedisClient.js"
 import type { Cluster } from "ioredis"
 import { Endpoint, listenerRuntime, type Message } from "./busEndpoint.js"
 import { bounded, deadlineLeaf, Watchdog } from "./deadline.js"
+import { slotOf } from "./redisCluster.js"
 import { redisFailure } from "./redisFailure.js"
 
 /** A message as received, or `undefined` when it is not one of ours. */
@@ -138,6 +139,24 @@ const subscribeError = (address: string) => (cause: unknown) => {
   })
 }
 
+/**
+ * The name of channel `i` of `shards`: `<base>:{<i>.<n>}`, with the smallest `n` whose hash tag puts the channel
+ * in the `i`-th equal part of the 16,384 slots. Channels so spread over the slot space spread over the masters
+ * as evenly as their slots are (a cluster made by `redis-cli --cluster create` gives each an equal range);
+ * every instance computes the same names.
+ */
+export const shardChannel = (base: string, i: number, shards: number): string => {
+  const from = Math.floor((i * 16384) / shards)
+  const to = Math.floor(((i + 1) * 16384) / shards)
+  // A tag lands in a part of size 16384/shards with probability 1/shards: found in a few dozen tries.
+  for (let n = 0; n < 100_000; n++) {
+    const tag = `${i}.${n}`
+    const slot = slotOf(tag)
+    if (slot >= from && slot < to) return `${base}:{${tag}}`
+  }
+  return `${base}:${i}`
+}
+
 /** The bus on a Redis Cluster: sharded channels (see the module's doc). */
 const makeSharded = <K>(
   options: Options<K>,
@@ -149,7 +168,7 @@ const makeSharded = <K>(
       return yield* new RedisConnectionError({ address: redis.address, reason: "shards must be a positive integer", code: "INVALID_OPTIONS" })
     }
     const base = `${escapeKeyPart(options.namespace)}:invalidations`
-    const channels = Array.from({ length: shards }, (_, i) => `${base}:${i}`)
+    const channels = Array.from({ length: shards }, (_, i) => shardChannel(base, i, shards))
     const known = new Set(channels)
     const encodeKey: (key: K) => string = options.encodeKey ?? String
     const publishTimeout = Duration.decode(options.publishTimeout ?? "250 millis")
