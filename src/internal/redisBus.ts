@@ -157,6 +157,9 @@ export const shardChannel = (base: string, i: number, shards: number): string =>
   return `${base}:${i}`
 }
 
+/** How long a cluster bus's subscriptions must stay up after a loss before it counts as back. */
+const settleMillis = 250
+
 /** The bus on a Redis Cluster: sharded channels (see the module's doc). */
 const makeSharded = <K>(
   options: Options<K>,
@@ -203,19 +206,37 @@ const makeSharded = <K>(
     })
     // Any subscription lost (a master gone, a failover, a resharding, a connection that failed): a gap at once,
     // and another once the group's subscribers are back, since what was published meanwhile never arrives.
+    // While a master is down ioredis retries its subscriber every few milliseconds, each attempt a loss and then
+    // a "ready" (sent before its SSUBSCRIBEs are answered): the bus is back only once no loss has come for
+    // `settleMillis` and every channel's SSUBSCRIBE, sent again, has been answered — one gap at the loss and one
+    // at the recovery, not one per attempt (hundreds in a failover, each emptying L1).
     let deaf = false
+    let losses = 0
+    let settling: ReturnType<typeof setTimeout> | undefined
     const lost = () => {
+      losses++
+      if (settling !== undefined) clearTimeout(settling)
+      settling = undefined
       if (deaf) return
       deaf = true
       endpoint.gap()
     }
     for (const event of ["-node", "-subscriber", "nodeError", "error"]) subscriber.on(event, lost)
+    const confirm = () => {
+      settling = undefined
+      const since = losses
+      Promise.all(channels.map((channel) => subscriber.ssubscribe(channel))).then(() => {
+        if (!deaf || losses !== since) return
+        deaf = false
+        endpoint.gap()
+      }, lost)
+    }
     const back = () => {
-      if (!deaf) return
-      deaf = false
-      endpoint.gap()
+      if (!deaf || settling !== undefined) return
+      settling = setTimeout(confirm, settleMillis)
     }
     for (const event of ["+subscriber", "subscribersReady"]) subscriber.on(event, back)
+    yield* Effect.addFinalizer(() => Effect.sync(() => settling !== undefined && clearTimeout(settling)))
     // One SSUBSCRIBE per channel: a call may only name channels of one slot.
     yield* Effect.forEach(channels, (channel) =>
       Effect.tryPromise({ try: () => subscriber.ssubscribe(channel), catch: subscribeError(redis.address) }), { discard: true })

@@ -20,6 +20,10 @@ export interface ClusterNode {
   readonly pid: number
   /** SIGKILL: the node dies at once, as a crashed master does. */
   readonly kill: Effect.Effect<void>
+  /** SIGSTOP: the node keeps its sockets but reads and answers nothing (no replication, no cluster bus). */
+  readonly freeze: Effect.Effect<void>
+  /** SIGCONT: the node runs again, reading what was sent meanwhile. */
+  readonly thaw: Effect.Effect<void>
 }
 
 /** A running test cluster. */
@@ -32,6 +36,11 @@ export interface TestCluster {
   readonly masters: Effect.Effect<ReadonlyArray<number>>
   /** Waits until every live node reports `cluster_state:ok` (bounded). */
   readonly waitHealthy: Effect.Effect<void>
+  /**
+   * Waits (bounded) until every live replica has its link to its master up and no sync in progress: a replica
+   * that has not finished its first sync cannot take over from its master.
+   */
+  readonly waitReplicasInSync: Effect.Effect<void>
 }
 
 const running = new Set<ChildProcess>()
@@ -82,8 +91,14 @@ const clusterCommand = (port: number, ...args: Array<string>) =>
     }
   })
 
-/** Starts a cluster of `masters` masters with `replicas` replicas each, stopped with the scope. */
-export const testCluster = (options: { readonly masters?: number; readonly replicas?: number } = {}) =>
+/**
+ * Starts a cluster of `masters` masters with `replicas` replicas each, stopped with the scope. `serverArgs` are
+ * passed to every `redis-server` after the helper's own (e.g. `--repl-diskless-sync-delay 0`, so that replicas
+ * sync at once instead of after Redis's default 5 s).
+ */
+export const testCluster = (
+  options: { readonly masters?: number; readonly replicas?: number; readonly serverArgs?: ReadonlyArray<string> } = {}
+) =>
   Effect.gen(function*() {
     const masters = options.masters ?? 3
     const replicas = options.replicas ?? 0
@@ -106,7 +121,8 @@ export const testCluster = (options: { readonly masters?: number; readonly repli
             "--cluster-node-timeout", "1000",
             "--dir", directory,
             "--save", "",
-            "--appendonly", "no"
+            "--appendonly", "no",
+            ...(options.serverArgs ?? [])
           ], { stdio: "ignore" })
           running.add(started)
           return started
@@ -126,7 +142,9 @@ export const testCluster = (options: { readonly masters?: number; readonly repli
           if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
           child.once("exit", () => resume(Effect.void))
           child.kill("SIGKILL")
-        }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+        }).pipe(Effect.timeout("5 seconds"), Effect.ignore),
+        freeze: Effect.sync(() => void child.kill("SIGSTOP")),
+        thaw: Effect.sync(() => void child.kill("SIGCONT"))
       })
     }
     // Each node answers PING before the cluster is formed.
@@ -161,10 +179,21 @@ export const testCluster = (options: { readonly masters?: number; readonly repli
       Effect.forEach(nodes, (node) => Effect.map(clusterCommand(node.port, "ROLE"), (role) => ({ node, role }))),
       (roles) => roles.filter(({ role }) => role?.startsWith("master") === true).map(({ node }) => node.port)
     )
+    const waitReplicasInSync = Effect.gen(function*() {
+      if (replicas === 0) return
+      for (let i = 0; i < 300; i++) {
+        const infos = yield* Effect.forEach(nodes, (node) => clusterCommand(node.port, "INFO", "replication"))
+        const linked = infos.filter((info): info is string => info?.includes("role:slave") === true)
+        if (linked.length > 0 && linked.every((info) => info.includes("master_link_status:up") && info.includes("master_sync_in_progress:0"))) return
+        yield* pause(50)
+      }
+      return yield* Effect.dieMessage("the test cluster's replicas did not finish syncing")
+    })
     return {
       nodes,
       seeds: nodes.map((node) => `127.0.0.1:${node.port}`).join(","),
       masters: mastersNow,
-      waitHealthy
+      waitHealthy,
+      waitReplicasInSync
     } satisfies TestCluster
   })
