@@ -20,6 +20,12 @@
  * expire. The generation key itself has no time-to-live; under an `allkeys-*` eviction policy Redis may evict
  * it, and the namespace then reads as generation 0 again (use `noeviction` or a `volatile-*` policy).
  *
+ * A failover moves the generation too: replication is asynchronous, so a master may acknowledge a write and
+ * die before its replica has it, leaving the promoted replica with the older value. When the client loses a
+ * node, the tier's next batch first moves the namespace to a new generation (a large random jump, so that a
+ * generation key rolled back by the failover never comes back to one already used): after a failover L2 is
+ * cold, never older than what was acknowledged.
+ *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
@@ -144,6 +150,20 @@ const globEscaped = (text: string): string => text.replace(/[*?[\]\\]/g, "\\$&")
 /** A `SCAN MATCH` pattern for every key of `namespace`: glob characters in the namespace are escaped. */
 const namespacePattern = (namespace: string): string => `${globEscaped(escapeKeyPart(namespace))}:*`
 
+/** Nodes each cluster client has lost so far: one listener per client, however many tiers use it. */
+const nodeLosses = new WeakMap<Cluster, { count: number }>()
+
+const nodeLossesOf = (cluster: Cluster): { count: number } => {
+  let losses = nodeLosses.get(cluster)
+  if (losses === undefined) {
+    const counter = { count: 0 }
+    losses = counter
+    nodeLosses.set(cluster, counter)
+    cluster.on("-node", () => void counter.count++)
+  }
+  return losses
+}
+
 /** A generation read from Redis: an absent key is generation 0; anything but digits is not ours. */
 const generationOf = (reply: unknown): string | undefined =>
   reply === null ? "0" : typeof reply === "string" && /^\d{1,20}$/.test(reply) ? reply : undefined
@@ -217,6 +237,9 @@ export const make = <K, V, I>(
       generation = read
       prefix = `${namespacePart}:${read}:`
     }
+    // Nodes this instance's cluster client lost (see `afterNodeLoss`) when the tier last looked.
+    const losses = cluster === undefined ? undefined : nodeLossesOf(cluster)
+    let lossesSeen = losses?.count ?? 0
     if (cluster !== undefined) {
       // Best effort: an instance that starts after an `invalidateAll` then uses the current generation at once,
       // instead of finding its first reads to be misses and sending its first writes twice.
@@ -405,12 +428,30 @@ export const make = <K, V, I>(
     const notAGeneration = `the key ${generationKeyName} holds something other than a namespace generation`
 
     /**
+     * Cluster mode: after the client lost a node (a master that died, a failover), the namespace moves to a new
+     * generation before the next batch. Replication is asynchronous: a master may acknowledge a write and die
+     * before its replica has it, and the promoted replica then holds the older value, which nothing else would
+     * ever replace or drop. The jump is a large random one, not `+1`: the generation key may itself have been
+     * rolled back by the failover, and must not come back to a generation that was already used. Every
+     * instance that sees the loss moves it; L2 then starts empty (misses, loads) — a failover costs a cold L2.
+     */
+    const afterNodeLoss = (on: Cluster): Promise<void> => {
+      if (losses === undefined || losses.count === lossesSeen) return Promise.resolve()
+      const seen = losses.count
+      const jump = 1_000_000 + Math.floor(Math.random() * 1_000_000_000)
+      return on.incrby(generationKeyName, jump).then((moved) => {
+        lossesSeen = seen
+        adopt(String(moved))
+      })
+    }
+
+    /**
      * Cluster mode: reads `redisKeys`, built under generation `used`, with the generation beside them. When it
      * has moved (an `invalidateAll`, here or on another instance), what was read belongs to an abandoned
      * generation: all misses, and the new generation is adopted.
      */
     const readCluster = (on: Cluster, redisKeys: ReadonlyArray<string>, used: string) =>
-      readBySlot(on, redisKeys, generationKeyName, generationSlot).then(({ extra, stored }) => {
+      afterNodeLoss(on).then(() => readBySlot(on, redisKeys, generationKeyName, generationSlot)).then(({ extra, stored }) => {
         const read = generationOf(extra)
         if (read === undefined) throw new Error(notAGeneration)
         if (read === used) return stored
@@ -441,6 +482,7 @@ export const make = <K, V, I>(
      */
     const writeCluster = (on: Cluster, operation: string, at: (prefix: string) => Array<SlotCommand>) =>
       Effect.gen(function*() {
+        yield* call(operation, () => afterNodeLoss(on))
         for (let attempt = 0; attempt < 3; attempt++) {
           const used = generation
           const commands = at(prefix)

@@ -242,6 +242,10 @@ const makeSharded = <K>(
       Effect.tryPromise({ try: () => subscriber.ssubscribe(channel), catch: subscribeError(redis.address) }), { discard: true })
 
     yield* Effect.sleep(options.retryInterval ?? "1 second").pipe(
+      // Still deaf with no recovery under way (ioredis announced none): subscribe every channel again now.
+      Effect.andThen(Effect.sync(() => {
+        if (deaf && settling === undefined) confirm()
+      })),
       Effect.andThen(endpoint.flush),
       Effect.catchAllCause((cause) => Effect.logWarning("invalidation bus: retry failed", cause)),
       Effect.forever,
