@@ -39,6 +39,18 @@ const parseMessage = (text: string): Message<string> | undefined => {
   }
 }
 
+/** The watchdog that bounds each publication by `publishTimeout`, in the current scope. */
+const publishWatchdog = <K>(options: Options<K>) =>
+  Effect.gen(function*() {
+    const publishTimeout = Duration.decode(options.publishTimeout ?? "250 millis")
+    return new Watchdog(
+      yield* Effect.clock,
+      yield* Effect.scope,
+      Duration.toMillis(publishTimeout),
+      () => `publishing an invalidation took longer than ${Duration.format(publishTimeout)}`
+    )
+  })
+
 /** Opens the bus over the `RedisClient` in context (see `InvalidationBus.make`). */
 export const make = <K>(
   options: Options<K>
@@ -48,13 +60,7 @@ export const make = <K>(
     if (redis.mode === "cluster") return yield* makeSharded(options, redis)
     const channel = `${escapeKeyPart(options.namespace)}:invalidations`
     const encodeKey: (key: K) => string = options.encodeKey ?? String
-    const publishTimeout = Duration.decode(options.publishTimeout ?? "250 millis")
-    const watchdog = new Watchdog(
-      yield* Effect.clock,
-      yield* Effect.scope,
-      Duration.toMillis(publishTimeout),
-      () => `publishing an invalidation took longer than ${Duration.format(publishTimeout)}`
-    )
+    const watchdog = yield* publishWatchdog(options)
     const endpoint = new Endpoint<K, string>(
       Crypto.randomUUID(),
       options.namespace,
@@ -73,17 +79,7 @@ export const make = <K>(
       const message = parseMessage(text)
       if (message !== undefined) endpoint.receive(message)
     })
-    yield* Effect.tryPromise({
-      try: () => subscriber.subscribe(channel),
-      catch: (cause) => {
-        const failure = redisFailure(cause)
-        return new RedisConnectionError({
-          address: redis.address,
-          reason: `cannot subscribe: ${failure.message}`,
-          ...(failure.code === undefined ? {} : { code: failure.code })
-        })
-      }
-    })
+    yield* Effect.tryPromise({ try: () => subscriber.subscribe(channel), catch: subscribeError(redis.address) })
     // A lost subscription may already have missed messages (a connection found silent by the heartbeat may
     // have been deaf for seconds): everything local is dropped as soon as ioredis sets out to reconnect, and
     // again once subscribed again, since messages published while it was down are never delivered. A
@@ -174,13 +170,7 @@ const makeSharded = <K>(
     const channels = Array.from({ length: shards }, (_, i) => shardChannel(base, i, shards))
     const known = new Set(channels)
     const encodeKey: (key: K) => string = options.encodeKey ?? String
-    const publishTimeout = Duration.decode(options.publishTimeout ?? "250 millis")
-    const watchdog = new Watchdog(
-      yield* Effect.clock,
-      yield* Effect.scope,
-      Duration.toMillis(publishTimeout),
-      () => `publishing an invalidation took longer than ${Duration.format(publishTimeout)}`
-    )
+    const watchdog = yield* publishWatchdog(options)
     const client = redis.client as Cluster
     // Round robin: each channel carries 1/shards of the messages, whatever their keys.
     let next = 0
