@@ -30,6 +30,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { Cluster, Redis } from "ioredis"
 import * as InvalidationBus from "../src/InvalidationBus.js"
+import { shardChannel } from "../src/internal/redisBus.js"
 import { slotOf } from "../src/internal/redisCluster.js"
 import * as RedisCache from "../src/RedisCache.js"
 import * as RedisClient from "../src/RedisClient.js"
@@ -405,7 +406,7 @@ const measure = async (cluster: PrivateCluster): Promise<ClusterOutput> => {
       onGap: Effect.void
     }))
     // Our own sharded subscriber counts what each channel carries.
-    const channels = Array.from({ length: sizes.shards }, (_, i) => `${a.channel}:${i}`)
+    const channels = Array.from({ length: sizes.shards }, (_, i) => shardChannel(a.channel, i, sizes.shards))
     counter = new Cluster(cluster.seeds.map((seed) => ({ host: "127.0.0.1", port: Number(seed.split(":")[1]) })), { shardedSubscribers: true })
     counter.on("error", () => {})
     const perChannel = new Map<string, number>(channels.map((channel) => [channel, 0]))
