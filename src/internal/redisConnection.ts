@@ -103,28 +103,38 @@ export const connect = (
   settings: ConnectionSettings,
   overrides: Partial<RedisOptions> = {}
 ): Effect.Effect<Redis, RedisFailure, Scope.Scope> =>
+  Effect.tap(
+    opened(settings, "Redis connection error", () => new Redis(clientOptions(settings, overrides))),
+    (client) => heartbeat(client, settings)
+  )
+
+/**
+ * Opens a client (a connection or a cluster) in the current scope: ready within `connectTimeout` or a
+ * `RedisFailure` (the timeout's included); closed with `QUIT` (bounded by a second, then dropped) when the scope
+ * closes. ioredis reconnects in the background until then; its errors are logged once per outage (`what: …`),
+ * without anything a command carried, and not before the first connection: that failure is this effect's error.
+ */
+const opened = <C extends Redis | Cluster>(
+  settings: ConnectionSettings,
+  what: string,
+  create: () => C
+): Effect.Effect<C, RedisFailure, Scope.Scope> =>
   Effect.gen(function*() {
     const connectMillis = Duration.toMillis(settings.connectTimeout)
     const runtime = yield* Effect.runtime<never>()
     const log = Runtime.runFork(runtime)
-    const client = yield* Effect.acquireRelease(
+    return yield* Effect.acquireRelease(
       // Interruptible, so that the timeout below can end it: interrupting it disconnects the client.
-      Effect.async<Redis, RedisFailure>((resume) => {
-        const client = new Redis(clientOptions(settings, overrides))
+      Effect.async<C, RedisFailure>((resume) => {
+        const client = create()
         // ioredis emits "error" on every failed attempt; an unhandled "error" event would crash the process.
-        // Log once per outage, not once per reconnect attempt, and not before the first connection: that
-        // failure is the typed error of this effect.
         let lastError: RedisFailure | undefined = undefined
         let reported = true
         client.on("error", (error: unknown) => {
           lastError = redisFailure(error)
           if (!reported) {
             reported = true
-            log(
-              Effect.logWarning(`Redis connection error: ${lastError.toString()}`).pipe(
-                Effect.annotateLogs({ redis: settings.address })
-              )
-            )
+            log(Effect.logWarning(`${what}: ${lastError.toString()}`).pipe(Effect.annotateLogs({ redis: settings.address })))
           }
         })
         client.on("ready", () => {
@@ -148,8 +158,6 @@ export const connect = (
       // `QUIT` fails at once when the connection is down (no offline queue): then it is simply dropped.
       (client) => Effect.ensuring(settle(() => client.quit()), Effect.sync(() => client.disconnect()))
     )
-    yield* heartbeat(client, settings)
-    return client
   })
 
 /** ioredis's cluster options for `settings`: each node's connection set up as a single connection's. */
@@ -181,43 +189,8 @@ export const connectCluster = (
   settings: ClusterSettings,
   overrides: Partial<ClusterOptions> = {}
 ): Effect.Effect<Cluster, RedisFailure, Scope.Scope> =>
-  Effect.gen(function*() {
-    const connectMillis = Duration.toMillis(settings.connectTimeout)
-    const runtime = yield* Effect.runtime<never>()
-    const log = Runtime.runFork(runtime)
-    return yield* Effect.acquireRelease(
-      Effect.async<Cluster, RedisFailure>((resume) => {
-        const cluster = new Cluster(
-          settings.seeds.map((seed) => ({ host: seed.host, port: seed.port })),
-          clusterOptions(settings, overrides)
-        )
-        let lastError: RedisFailure | undefined = undefined
-        let reported = true
-        cluster.on("error", (error: unknown) => {
-          lastError = redisFailure(error)
-          if (!reported) {
-            reported = true
-            log(Effect.logWarning(`Redis Cluster error: ${lastError.toString()}`).pipe(Effect.annotateLogs({ redis: settings.address })))
-          }
-        })
-        cluster.on("ready", () => {
-          reported = false
-        })
-        cluster.connect().then(
-          () => resume(Effect.succeed(cluster)),
-          (cause: unknown) => {
-            cluster.disconnect()
-            resume(Effect.fail(lastError ?? redisFailure(cause)))
-          }
-        )
-        return Effect.sync(() => cluster.disconnect())
-      }).pipe(
-        Effect.interruptible,
-        Effect.timeoutFail({
-          duration: connectMillis + 100,
-          onTimeout: () => new RedisFailure("TimeoutError", `not ready within ${connectMillis} ms`, "TIMEOUT", undefined)
-        })
-      ),
-      (cluster) => Effect.ensuring(settle(() => cluster.quit()), Effect.sync(() => cluster.disconnect()))
-    )
-  })
+  opened(
+    settings,
+    "Redis Cluster error",
+    () => new Cluster(settings.seeds.map((seed) => ({ host: seed.host, port: seed.port })), clusterOptions(settings, overrides))
+  )
