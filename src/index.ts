@@ -1,6 +1,7 @@
 /**
  * @rms/cache: Effect-based caching — an exact LRU, a TTL cache with a scoped sweeper, singleflight, metrics, a
- * Redis tier, multi-level caching, and `CachedStore` for any entity. Each module is re-exported here as a
+ * Redis tier (single node or cluster), multi-level caching, `CachedStore` for any entity, and `LoadingCache` with
+ * freshness (negative caching, stale-while-revalidate, fail-safe, load timeouts, early refresh). Each module is re-exported here as a
  * namespace; importing this entry loads effect and ioredis only.
  *
  * The task domain (over Postgres through @effect/sql) has its own entries, so that its optional peers are
