@@ -16,7 +16,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { Redis } from "ioredis"
 import type { Cache, CacheError } from "../src/Cache.js"
 import * as CacheMetrics from "../src/CacheMetrics.js"
 import { honoursDeadlines, markOf } from "../src/internal/deadline.js"
@@ -27,7 +26,7 @@ import * as RedisClient from "../src/RedisClient.js"
 import { type Task, TaskId, TaskInput, type TaskStatus } from "../src/Task.js"
 import * as TaskRepository from "../src/TaskRepository.js"
 import * as TaskStore from "../src/TaskStore.js"
-import { type TestCluster, testCluster } from "./support/cluster.js"
+import { onNode, type TestCluster, testCluster } from "./support/cluster.js"
 import { dropSchemaOnClose, sqlLayer, uniqueSchema } from "./support/postgres.js"
 import { uniqueNamespace } from "./support/redis.js"
 import { waitFor } from "./support/wait.js"
@@ -164,14 +163,6 @@ const setUp = Effect.gen(function*() {
   const instances: Record<Name, Instance> = { a, b }
   return { cluster, settings, a, b, instances, ownerOf }
 })
-
-/** One command on one node, on a connection of its own. */
-const onNode = (port: number, command: string, ...args: Array<string>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => new Redis({ port, host: "127.0.0.1", maxRetriesPerRequest: 1 })),
-    (node) => Effect.promise(() => node.call(command, ...args)),
-    (node) => Effect.sync(() => node.disconnect())
-  )
 
 /** The replica of the master at `port` (`ROLE`: `["master", offset, [[host, port, offset], …]]`). */
 const replicaOf = (cluster: TestCluster, port: number) =>

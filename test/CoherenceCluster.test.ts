@@ -4,19 +4,18 @@
  * instances' `RedisClient`s in cluster mode, their L2 (keys under the namespace's generation, one pipeline per
  * master) and their buses (sharded pub/sub) on the cluster.
  *
- * Skipped here: "A's Redis stalls and its breaker opens…", which freezes a TCP proxy that only instance A goes
+ * Not run here: "A's Redis stalls and its breaker opens…", which freezes a TCP proxy that only instance A goes
  * through. A cluster client learns every node's address from the nodes themselves (`CLUSTER SLOTS`) and connects
  * there, past any proxy in front of a seed; freezing a master instead would stall B as well (and fail the
  * cluster), which is not the case under test.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
-import { Cluster, Redis } from "ioredis"
+import { type Cluster, Redis } from "ioredis"
 import * as RedisCache from "../src/RedisCache.js"
-import { type TestCluster, testCluster } from "./support/cluster.js"
+import { clusterForFile, onNode, rawCluster, type TestCluster } from "./support/cluster.js"
 import { type Backend, coherenceSuites, notes, tasks, twoInstances } from "./support/coherence.js"
 import { waitFor } from "./support/wait.js"
 
@@ -26,31 +25,9 @@ interface Shared {
   readonly raw: Cluster
 }
 
-let shared: Shared | undefined
-const scope = Effect.runSync(Scope.make())
-const the = (): Shared => {
-  if (shared === undefined) throw new Error("the test cluster is not up")
-  return shared
-}
-
-beforeAll(() =>
-  Effect.runPromise(
-    Effect.gen(function*() {
-      const cluster = yield* testCluster({ masters: 3 })
-      const raw = yield* Effect.acquireRelease(
-        Effect.promise(async () => {
-          const client = new Cluster(cluster.nodes.map((node) => ({ host: "127.0.0.1", port: node.port })))
-          client.on("error", () => {})
-          await new Promise<void>((resolve) => client.once("ready", resolve))
-          return client
-        }),
-        (client) => Effect.sync(() => client.disconnect())
-      )
-      shared = { cluster, raw }
-    }).pipe(Scope.extend(scope))
-  ), 30_000)
-
-afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)), 15_000)
+const the = clusterForFile((cluster): Effect.Effect<Shared, never, Scope.Scope> =>
+  Effect.map(rawCluster(cluster), (raw) => ({ cluster, raw }))
+)
 
 const onCluster: Backend = {
   name: "one Redis Cluster (3 masters)",
@@ -67,14 +44,6 @@ const onCluster: Backend = {
 }
 
 coherenceSuites(onCluster)
-
-/** A raw command on one node. */
-const onNode = (port: number, ...args: [string, ...Array<string>]) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => new Redis({ port, host: "127.0.0.1", lazyConnect: false, maxRetriesPerRequest: 1 })),
-    (node) => Effect.promise(() => node.call(...args)),
-    (node) => Effect.sync(() => node.disconnect())
-  )
 
 /** How many keys matching `pattern` one node holds (a full `SCAN`). */
 const keysOn = (port: number, pattern: string) =>

@@ -5,9 +5,8 @@
  * wrong or missing, the namespace generation across two instances, corrupt values. Each test has its own
  * namespace.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -16,7 +15,7 @@ import * as CacheMetrics from "../src/CacheMetrics.js"
 import { slotOf } from "../src/internal/redisCluster.js"
 import * as RedisCache from "../src/RedisCache.js"
 import * as RedisClient from "../src/RedisClient.js"
-import { type TestCluster, testCluster } from "./support/cluster.js"
+import { clusterForFile, onNode, rawCluster, type TestCluster } from "./support/cluster.js"
 import { conformance } from "./support/conformance.js"
 import { uniqueNamespace } from "./support/redis.js"
 import { versionedConformance } from "./support/versionedConformance.js"
@@ -33,34 +32,14 @@ interface Shared {
   readonly masters: ReadonlyArray<number>
 }
 
-let shared: Shared | undefined
-const scope = Effect.runSync(Scope.make())
-const the = (): Shared => {
-  if (shared === undefined) throw new Error("the test cluster is not up")
-  return shared
-}
-
-beforeAll(() =>
-  Effect.runPromise(
-    Effect.gen(function*() {
-      const cluster = yield* testCluster({ masters: 3 })
-      const nodes = cluster.seeds.split(",")
-      const service = yield* RedisClient.make({ clusterNodes: nodes })
-      const other = yield* RedisClient.make({ clusterNodes: nodes })
-      const raw = yield* Effect.acquireRelease(
-        Effect.promise(async () => {
-          const client = new Cluster(cluster.nodes.map((node) => ({ host: "127.0.0.1", port: node.port })))
-          client.on("error", () => {})
-          await new Promise<void>((resolve) => client.once("ready", resolve))
-          return client
-        }),
-        (client) => Effect.sync(() => client.disconnect())
-      )
-      shared = { cluster, service, other, raw, masters: yield* cluster.masters }
-    }).pipe(Scope.extend(scope))
-  ), 30_000)
-
-afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)), 15_000)
+const the = clusterForFile((cluster): Effect.Effect<Shared, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    const nodes = cluster.seeds.split(",")
+    const service = yield* RedisClient.make({ clusterNodes: nodes })
+    const other = yield* RedisClient.make({ clusterNodes: nodes })
+    return { cluster, service, other, raw: yield* rawCluster(cluster), masters: yield* cluster.masters }
+  })
+)
 
 /** Provides the shared cluster client (or `other`'s). */
 const onCluster = <A, E, R>(effect: Effect.Effect<A, E, R>, client: "service" | "other" = "service") =>
@@ -72,14 +51,6 @@ const clusterOf = (service: RedisClient.Service): Cluster => {
   if (!RedisClient.isCluster(client)) throw new Error("not a cluster client")
   return client
 }
-
-/** A raw command on one node. */
-const onNode = (port: number, ...args: [string, ...Array<string>]) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => new Redis({ port, host: "127.0.0.1", lazyConnect: false, maxRetriesPerRequest: 1 })),
-    (node) => Effect.promise(() => node.call(...args)),
-    (node) => Effect.sync(() => node.disconnect())
-  )
 
 /** Each node's error replies so far, by kind (`MOVED`, `CROSSSLOT`…), from `INFO errorstats`: counted by Redis. */
 const errorStats = Effect.suspend(() =>

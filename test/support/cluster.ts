@@ -5,14 +5,17 @@
  * or times out — and on the test process's exit, as a last resort. Nothing is kept on disk beyond a temporary
  * directory for the nodes' cluster files, removed with the scope.
  */
+import { afterAll, beforeAll } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
-import { Redis } from "ioredis"
+import { Cluster, Redis } from "ioredis"
 
 /** One node of a test cluster. */
 export interface ClusterNode {
@@ -197,3 +200,43 @@ export const testCluster = (
       waitReplicasInSync
     } satisfies TestCluster
   })
+
+/** A plain ioredis client of `cluster`, outside the library, ready; closed with the scope. */
+export const rawCluster = (cluster: TestCluster) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const client = new Cluster(cluster.nodes.map((node) => ({ host: "127.0.0.1", port: node.port })))
+      client.on("error", () => {})
+      await new Promise<void>((resolve) => client.once("ready", resolve))
+      return client
+    }),
+    (client) => Effect.sync(() => client.disconnect())
+  )
+
+/** A raw command on one node, on a connection of its own. */
+export const onNode = (port: number, command: string, ...args: Array<string>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => new Redis({ port, host: "127.0.0.1", maxRetriesPerRequest: 1 })),
+    (node) => Effect.promise(() => node.call(command, ...args)),
+    (node) => Effect.sync(() => node.disconnect())
+  )
+
+/**
+ * One 3-master cluster for a whole test file: started in `beforeAll` with what `setup` builds on it, stopped (by
+ * pid, with everything `setup` opened) in `afterAll`. Returns the getter of what `setup` built.
+ */
+export const clusterForFile = <S>(setup: (cluster: TestCluster) => Effect.Effect<S, unknown, Scope.Scope>): () => S => {
+  let shared: S | undefined
+  const scope = Effect.runSync(Scope.make())
+  beforeAll(() =>
+    Effect.runPromise(
+      Effect.gen(function*() {
+        shared = yield* setup(yield* testCluster({ masters: 3 }))
+      }).pipe(Scope.extend(scope))
+    ), 30_000)
+  afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)), 15_000)
+  return () => {
+    if (shared === undefined) throw new Error("the test cluster is not up")
+    return shared
+  }
+}
