@@ -11,6 +11,9 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import { identity } from "effect/Function"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -202,10 +205,12 @@ const makeSharded = <K>(
     // at the recovery, not one per attempt (hundreds in a failover, each emptying L1).
     let deaf = false
     let losses = 0
-    let settling: ReturnType<typeof setTimeout> | undefined
+    // The settling wait is a fiber on Effect's `Clock`, of a set closed with the bus's scope.
+    const runSettle = yield* FiberSet.makeRuntime<never, void, never>()
+    let settling: Fiber.RuntimeFiber<void> | undefined
     const lost = () => {
       losses++
-      if (settling !== undefined) clearTimeout(settling)
+      settling?.unsafeInterruptAsFork(FiberId.none)
       settling = undefined
       if (deaf) return
       deaf = true
@@ -223,10 +228,9 @@ const makeSharded = <K>(
     }
     const back = () => {
       if (!deaf || settling !== undefined) return
-      settling = setTimeout(confirm, settleMillis)
+      settling = runSettle(Effect.zipRight(Effect.sleep(settleMillis), Effect.sync(confirm)))
     }
     for (const event of ["+subscriber", "subscribersReady"]) subscriber.on(event, back)
-    yield* Effect.addFinalizer(() => Effect.sync(() => settling !== undefined && clearTimeout(settling)))
     // One SSUBSCRIBE per channel: a call may only name channels of one slot.
     yield* Effect.forEach(channels, (channel) =>
       Effect.tryPromise({ try: () => subscriber.ssubscribe(channel), catch: subscribeError(redis.address) }), { discard: true })
