@@ -15,6 +15,7 @@ import type * as Scope from "effect/Scope"
 import type { CachedStore, FreshOptions, Options, WriteOutcome } from "../CachedStore.js"
 import * as CacheMetrics from "../CacheMetrics.js"
 import type { LoadTimeout } from "../LoadingCache.js"
+import * as BusLink from "./busLink.js"
 import * as Freshness from "./freshness.js"
 import { settingsOf } from "./loadingCache.js"
 import type { InvalidationBus } from "../InvalidationBus.js"
@@ -111,21 +112,9 @@ export const make = <K, V, I, EGet, ESave, ERemove, R>(
       freshness
     )
 
-    /**
-     * Tells the other instances that `key` changed, once the tiers here are in step — and whether the shared
-     * tiers missed the change, so that they do not read the older value there before it is repaired.
-     */
-    const announce = (key: K): Effect.Effect<void> =>
-      bus === undefined ? Effect.void : Effect.suspend(() => bus.publish([key], { sharedTiersStale: core.fartherStale(key) }))
-
+    const { announce, invalidate, invalidateAll } = yield* BusLink.link(core, bus)
     const rechecks = new Rechecks<K>(recheckMillis, clock, scope, (key) => Effect.zipRight(core.drop([key]), announce(key)))
 
-    if (bus !== undefined) {
-      yield* bus.listen({
-        onInvalidate: (keys, { sharedTiersStale }) => core.dropNearest(keys, sharedTiersStale),
-        onGap: core.dropNearest("all", false)
-      })
-    }
 
     /**
      * Runs a store write of `key`, registered before the store sees it, and brings the tiers in step with its
@@ -161,8 +150,8 @@ export const make = <K, V, I, EGet, ESave, ERemove, R>(
         return write(key, store.save(input), (value, pending) => core.store([[key, value]], undefined, pending))
       },
       delete: (key) => write(key, store.remove(key), (_, pending) => core.drop([key], pending)),
-      invalidate: (key) => Effect.zipRight(core.drop([key]), announce(key)),
-      invalidateAll: Effect.zipRight(core.drop("all"), bus === undefined ? Effect.void : bus.publishAll),
+      invalidate,
+      invalidateAll,
       metrics: core.metrics,
       breakers: core.breakers,
       freshness: freshness.stats

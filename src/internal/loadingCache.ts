@@ -13,6 +13,7 @@ import type * as Scope from "effect/Scope"
 import * as CacheMetrics from "../CacheMetrics.js"
 import type * as LoadingCache from "../LoadingCache.js"
 import * as LruCache from "../LruCache.js"
+import * as BusLink from "./busLink.js"
 import * as Freshness from "./freshness.js"
 import { validateTimeToLive } from "./options.js"
 
@@ -85,14 +86,7 @@ export const make = <K, A, E = never, R = never>(
       ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize }),
       ...(options.metrics === undefined ? {} : { metrics: options.metrics })
     })
-    const announce = (key: K): Effect.Effect<void> =>
-      bus === undefined ? Effect.void : Effect.suspend(() => bus.publish([key], { sharedTiersStale: core.fartherStale(key) }))
-    if (bus !== undefined) {
-      yield* bus.listen({
-        onInvalidate: (keys, { sharedTiersStale }) => core.dropNearest(keys, sharedTiersStale),
-        onGap: core.dropNearest("all", false)
-      })
-    }
+    const { announce, invalidate, invalidateAll } = yield* BusLink.link(core, bus)
     return {
       name,
       get: core.get,
@@ -105,8 +99,8 @@ export const make = <K, A, E = never, R = never>(
           (write) => Effect.zipRight(core.store([[key, value]], setOptions, write), announce(key)),
           (write) => Effect.sync(() => core.protocol.end(write))
         ),
-      invalidate: (key) => Effect.zipRight(core.drop([key]), announce(key)),
-      invalidateAll: Effect.zipRight(core.drop("all"), bus === undefined ? Effect.void : bus.publishAll),
+      invalidate,
+      invalidateAll,
       refresh: core.refresh,
       metrics: core.metrics,
       freshness: freshness.stats,

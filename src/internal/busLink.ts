@@ -1,0 +1,45 @@
+/**
+ * A core's link to the other instances, shared by `CachedStore` and `LoadingCache`: its changes announced on the
+ * bus once the tiers here are in step, and theirs applied to the nearest tier. Without a bus every step is a
+ * no-op: the cache serves one instance.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type { InvalidationBus } from "../InvalidationBus.js"
+import type { MultiLevel } from "./multiLevel.js"
+
+/** What a cached store or a loading cache does through the bus. */
+export interface BusLink<K> {
+  /**
+   * Tells the other instances that `key` changed, once the tiers here are in step — and whether the shared
+   * tiers missed the change, so that they do not read the older value there before it is repaired.
+   */
+  announce(key: K): Effect.Effect<void>
+  /** Drops `key` from every tier here, then tells the others. */
+  invalidate(key: K): Effect.Effect<void>
+  /** Drops every key from every tier here, then tells the others. */
+  readonly invalidateAll: Effect.Effect<void>
+}
+
+/** Links `core` to `bus`, listening to the other instances until the scope closes. */
+export const link = <K>(
+  core: Pick<MultiLevel<K, unknown, unknown>, "drop" | "dropNearest" | "fartherStale">,
+  bus: InvalidationBus<K> | undefined
+): Effect.Effect<BusLink<K>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const announce = (key: K): Effect.Effect<void> =>
+      bus === undefined ? Effect.void : Effect.suspend(() => bus.publish([key], { sharedTiersStale: core.fartherStale(key) }))
+    if (bus !== undefined) {
+      yield* bus.listen({
+        onInvalidate: (keys, { sharedTiersStale }) => core.dropNearest(keys, sharedTiersStale),
+        onGap: core.dropNearest("all", false)
+      })
+    }
+    return {
+      announce,
+      invalidate: (key) => Effect.zipRight(core.drop([key]), announce(key)),
+      invalidateAll: Effect.zipRight(core.drop("all"), bus === undefined ? Effect.void : bus.publishAll)
+    }
+  })
