@@ -356,11 +356,8 @@ class Freshness<K, A, E> {
           if (entry.absent === true) this.metrics.unsafeNegativeHit()
           answers.set(key, entry)
         } else if (!this.servable(entry, now)) missing.push(key)
-        else if (this.isThrottled(key, now)) answers.set(key, this.servedStale(entry).pipe(Option.getOrThrow))
-        else if (this.settings.staleWhileRevalidate) {
-          this.startRefresh(key, entry)
-          answers.set(key, this.servedStale(entry).pipe(Option.getOrThrow))
-        } else {
+        else if (this.answersStale(key, entry, now)) answers.set(key, entry)
+        else {
           missing.push(key)
           holding.set(key, entry)
         }
@@ -416,12 +413,21 @@ class Freshness<K, A, E> {
       return Effect.succeed(Option.some(entry))
     }
     if (!this.servable(entry, now)) return this.fromLoad(key, undefined)
-    if (this.isThrottled(key, now)) return Effect.succeed(this.servedStale(entry))
-    if (this.settings.staleWhileRevalidate) {
+    return this.answersStale(key, entry, now) ? Effect.succeed(Option.some(entry)) : this.fromLoad(key, entry)
+  }
+
+  /**
+   * Whether a read of `entry`, stale and servable, answers with it at once (counted as stale served): while its
+   * source is throttled, or under stale-while-revalidate, which starts the refresh. Otherwise the read loads,
+   * holding it as the fallback.
+   */
+  private answersStale(key: K, entry: Entry<A>, now: number): boolean {
+    if (!this.isThrottled(key, now)) {
+      if (!this.settings.staleWhileRevalidate) return false
       this.startRefresh(key, entry)
-      return Effect.succeed(this.servedStale(entry))
     }
-    return this.fromLoad(key, entry)
+    this.metrics.unsafeStaleServed()
+    return true
   }
 
   private servedStale(entry: Entry<A>): Option.Option<Entry<A>> {
