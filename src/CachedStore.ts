@@ -16,7 +16,7 @@ import type * as Scope from "effect/Scope"
 import type { Cache, CacheMiss } from "./Cache.js"
 import type * as CacheMetrics from "./CacheMetrics.js"
 import * as Internal from "./internal/cachedStore.js"
-import type { InvalidationBus } from "./InvalidationBus.js"
+import type { InvalidationBus, TagLedgerError } from "./InvalidationBus.js"
 import type { Entry, FreshnessOptions, LoadTimeout } from "./LoadingCache.js"
 import type { Tier } from "./MultiLevelCache.js"
 
@@ -150,6 +150,13 @@ export interface CachedStore<in out K, in out V, in out I, out EGet, out ESave, 
   invalidate(key: K): Effect.Effect<void>
   /** Drops every key from every tier here and on the other instances. */
   readonly invalidateAll: Effect.Effect<void>
+  /**
+   * Makes every entry tagged `tag` a miss in every tier, here and on the other instances (tags come with
+   * `freshness`: see `LoadingCache.FreshnessOptions.tags`; without it this does nothing). One write of the tag
+   * ledger and one message; fails with `TagLedgerError` when the ledger (the bus's Redis) cannot be written,
+   * and then nothing was invalidated.
+   */
+  invalidateTag(tag: string): Effect.Effect<void, TagLedgerError>
   /** The metrics of loads and fall-throughs (tier `"multilevel"`). */
   readonly metrics: CacheMetrics.CacheMetrics
   /** The state of each tier's breaker, nearest first (`"closed"` for tiers without one). */

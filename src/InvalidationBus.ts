@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import type * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -45,6 +46,39 @@ export interface Listener<K> {
    * may be stale.
    */
   readonly onGap: Effect.Effect<void>
+  /**
+   * Another instance invalidated these tags, each at its position in the tag ledger (see `tagPositions`).
+   * Default: ignored.
+   */
+  readonly onTags?: (tags: ReadonlyArray<readonly [tag: string, position: number]>) => Effect.Effect<void>
+}
+
+/**
+ * The tag ledger as read at one moment: its position (how many tag invalidations it has ordered, a number that
+ * only grows) and the position of the last invalidation of each tag asked for (0 for a tag never invalidated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TagPositions {
+  readonly position: number
+  readonly tags: ReadonlyMap<string, number>
+}
+
+/**
+ * The tag ledger could not be read or written (its Redis did not answer, or answered with an error): a tag
+ * invalidation that fails with it did not happen.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TagLedgerError extends Data.TaggedError("TagLedgerError")<{
+  /** What went wrong, without anything the client's error carried beyond kind and message. */
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `tag ledger: ${this.reason}`
+  }
 }
 
 /**
@@ -98,6 +132,14 @@ export interface InvalidationBus<in out K> {
   publish(keys: ReadonlyArray<K>, options?: PublishOptions): Effect.Effect<void>
   /** Asks every other instance to drop everything local (after `invalidateAll`). Never fails, like `publish`. */
   readonly publishAll: Effect.Effect<void>
+  /**
+   * Orders an invalidation of `tags` in the tag ledger — it gets a position above every earlier one and above
+   * `floor` — and tells the other instances. Fails when the ledger cannot be written; once it has been, the
+   * message is published as `publish`'s are (kept and sent again when it cannot be sent at once).
+   */
+  invalidateTags(tags: ReadonlyArray<string>, floor: number): Effect.Effect<number, TagLedgerError>
+  /** Reads the tag ledger: its position and the positions of `tags`. */
+  tagPositions(tags: ReadonlyArray<string>): Effect.Effect<TagPositions, TagLedgerError>
   /** Calls `listener` for every message from another instance, until the scope closes. */
   listen(listener: Listener<K>): Effect.Effect<void, never, Scope.Scope>
   /** Counts of this instance's messages and gaps since the bus started. */

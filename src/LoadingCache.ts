@@ -21,7 +21,7 @@ import type * as Scope from "effect/Scope"
 import type { Cache, CacheMiss, SetOptions } from "./Cache.js"
 import type * as CacheMetrics from "./CacheMetrics.js"
 import * as Internal from "./internal/loadingCache.js"
-import type { InvalidationBus } from "./InvalidationBus.js"
+import type { InvalidationBus, TagLedgerError } from "./InvalidationBus.js"
 import type { Tier } from "./MultiLevelCache.js"
 
 /**
@@ -42,6 +42,13 @@ export interface Entry<A> {
   readonly staleUntil: number
   /** How long the load that produced it took: XFetch's δ. */
   readonly loadMillis: number
+  /** Its tags (see `FreshnessOptions.tags`); absent when it has none. */
+  readonly tags?: ReadonlyArray<string>
+  /**
+   * With tags: the tag ledger's position its load (or write) saw when it began. It is a miss once one of its
+   * tags is invalidated at a later position.
+   */
+  readonly seen?: number
 }
 
 /**
@@ -56,7 +63,9 @@ export const entrySchema = <A, I>(value: Schema.Schema<A, I>): Schema.Schema<Ent
     absent: Schema.optional(Schema.Literal(true)),
     freshUntil: Schema.Number,
     staleUntil: Schema.Number,
-    loadMillis: Schema.Number
+    loadMillis: Schema.Number,
+    tags: Schema.optional(Schema.Array(Schema.String)),
+    seen: Schema.optional(Schema.Number)
   }) as unknown as Schema.Schema<Entry<A>, EntryEncoded<I>>
 
 /**
@@ -71,6 +80,8 @@ export interface EntryEncoded<I> {
   readonly freshUntil: number
   readonly staleUntil: number
   readonly loadMillis: number
+  readonly tags?: ReadonlyArray<string>
+  readonly seen?: number
 }
 
 /**
@@ -158,6 +169,13 @@ export interface FreshnessOptions<K, A> {
   readonly earlyRefresh?: boolean | { readonly beta?: number }
   /** Adds a random extra time-to-live from zero to this, per loaded value, so keys loaded together do not expire together. */
   readonly jitter?: Duration.DurationInput
+  /**
+   * The tags of a value (a task's project, a product's category), stored with its entry: `invalidateTag(tag)`
+   * then makes every entry carrying `tag` a miss, in every tier, on every instance of the bus. A tagged read
+   * costs no round trip (the positions of invalidated tags travel with the bus); a load or write overtaken by an
+   * invalidation of one of its tags is never served. Default: no tags.
+   */
+  readonly tags?: (value: A) => Iterable<string>
 }
 
 /**
@@ -211,6 +229,12 @@ export interface LoadingCache<in out K, in out A, out E> {
   invalidate(key: K): Effect.Effect<void>
   /** Drops every key from every tier here and on the other instances. */
   readonly invalidateAll: Effect.Effect<void>
+  /**
+   * Makes every entry tagged `tag` a miss in every tier, here and on the other instances (see
+   * `FreshnessOptions.tags`): one write of the tag ledger and one message. Fails with `TagLedgerError` when the
+   * ledger (the bus's Redis) cannot be written: then nothing was invalidated.
+   */
+  invalidateTag(tag: string): Effect.Effect<void, TagLedgerError>
   /** Reloads `key` from the source in the background, whatever the tiers hold; readers keep their answers meanwhile. */
   refresh(key: K): Effect.Effect<void>
   /** The metrics of loads and fall-throughs (tier `"multilevel"`). */

@@ -44,7 +44,7 @@ import { CacheError, CacheMiss } from "./Cache.js"
 import * as CacheMetrics from "./CacheMetrics.js"
 import { currentDeadline, type Deadline, deadlineLeaf, honoursDeadlines, markOf } from "./internal/deadline.js"
 import { entryTimeToLive, validateTimeToLive } from "./internal/options.js"
-import { readBySlot, type SlotCommand, sendBySlot, slotOf } from "./internal/redisCluster.js"
+import { nodeLossesOf, readBySlot, type SlotCommand, sendBySlot, slotOf } from "./internal/redisCluster.js"
 import { redisFailure } from "./internal/redisFailure.js"
 import { hasLoneSurrogate, loneSurrogate } from "./internal/text.js"
 import {
@@ -149,20 +149,6 @@ const globEscaped = (text: string): string => text.replace(/[*?[\]\\]/g, "\\$&")
 
 /** A `SCAN MATCH` pattern for every key of `namespace`: glob characters in the namespace are escaped. */
 const namespacePattern = (namespace: string): string => `${globEscaped(escapeKeyPart(namespace))}:*`
-
-/** Nodes each cluster client has lost so far: one listener per client, however many tiers use it. */
-const nodeLosses = new WeakMap<Cluster, { count: number }>()
-
-const nodeLossesOf = (cluster: Cluster): { count: number } => {
-  let losses = nodeLosses.get(cluster)
-  if (losses === undefined) {
-    const counter = { count: 0 }
-    losses = counter
-    nodeLosses.set(cluster, counter)
-    cluster.on("-node", () => void counter.count++)
-  }
-  return losses
-}
 
 /** A generation read from Redis: an absent key is generation 0; anything but digits is not ours. */
 const generationOf = (reply: unknown): string | undefined =>

@@ -11,10 +11,11 @@ import type * as Scope from "effect/Scope"
 import * as CacheMetrics from "../CacheMetrics.js"
 import type { Listener, PublishOptions, Stats } from "../InvalidationBus.js"
 
-/** A message between instances: keys (never values), or a request to drop everything. */
+/** A message between instances: keys (never values), tags with their ledger positions, or a request to drop everything. */
 export interface Message<Key> {
   readonly from: string
   readonly keys?: ReadonlyArray<Key>
+  readonly tags?: ReadonlyArray<readonly [string, number]>
   /** The writer could not update the shared tiers for these keys: they may hold older values there. */
   readonly stale?: true
   readonly all?: true
@@ -30,8 +31,11 @@ export class Endpoint<K, Key> {
   private readonly listeners = new Set<Listener<K>>()
   private readonly local: Record<Counter, number> = { published: 0, publishFailures: 0, received: 0, invalidatedKeys: 0, gaps: 0 }
   private readonly metrics: Record<Counter, ReturnType<typeof CacheMetrics.counter>>
-  /** Keys that could not be published, by whether the shared tiers missed them; `all` past `maxPending`. */
-  private readonly kept = { fresh: new Set<Key>(), stale: new Set<Key>(), all: false }
+  /**
+   * Keys that could not be published, by whether the shared tiers missed them, and tags with their latest
+   * position; `all` past `maxPending`.
+   */
+  private readonly kept = { fresh: new Set<Key>(), stale: new Set<Key>(), tags: new Map<string, number>(), all: false }
 
   constructor(
     readonly instanceId: string,
@@ -67,6 +71,10 @@ export class Endpoint<K, Key> {
     if (message.from === this.instanceId) return
     this.count("received")
     if (message.all === true) return this.gap()
+    if (message.tags !== undefined && message.tags.length > 0) {
+      const tags = message.tags
+      for (const listener of this.listeners) if (listener.onTags !== undefined) this.runFork(listener.onTags(tags))
+    }
     const keys: Array<K> = []
     for (const raw of message.keys ?? []) {
       const key = this.decodeKey(raw)
@@ -85,13 +93,20 @@ export class Endpoint<K, Key> {
         Effect.sync(() => {
           this.count("publishFailures")
           const keys = message.keys ?? []
+          const tags = message.tags ?? []
           const kept = this.kept
-          if (message.all === true || kept.all || kept.fresh.size + kept.stale.size + keys.length > this.maxPending) {
+          if (
+            message.all === true || kept.all ||
+            kept.fresh.size + kept.stale.size + kept.tags.size + keys.length + tags.length > this.maxPending
+          ) {
+            // Too much to keep: everyone drops everything (and reads the tag ledger again).
             kept.all = true
             kept.fresh.clear()
             kept.stale.clear()
+            kept.tags.clear()
           } else {
             for (const key of keys) (message.stale === true ? kept.stale : kept.fresh).add(key)
+            for (const [tag, at] of tags) kept.tags.set(tag, Math.max(at, kept.tags.get(tag) ?? at))
           }
         }),
       onSuccess: () => Effect.sync(() => this.count("published"))
@@ -105,6 +120,12 @@ export class Endpoint<K, Key> {
       keys,
       ...(options?.sharedTiersStale === true ? { stale: true as const } : {})
     })
+  }
+
+  /** Tells the others of tag invalidations, each at its ledger position. */
+  publishTags(tags: ReadonlyArray<readonly [string, number]>): Effect.Effect<void> {
+    if (tags.length === 0) return Effect.void
+    return this.deliver({ from: this.instanceId, tags })
   }
 
   get publishAll(): Effect.Effect<void> {
@@ -121,9 +142,14 @@ export class Endpoint<K, Key> {
       }
       const fresh = Array.from(kept.fresh)
       const stale = Array.from(kept.stale)
+      const tags = Array.from(kept.tags)
       kept.fresh.clear()
       kept.stale.clear()
-      return Effect.zipRight(this.publish(fresh), this.publish(stale, { sharedTiersStale: true }))
+      kept.tags.clear()
+      return Effect.zipRight(
+        this.publishTags(tags),
+        Effect.zipRight(this.publish(fresh), this.publish(stale, { sharedTiersStale: true }))
+      )
     })
   }
 
@@ -137,7 +163,7 @@ export class Endpoint<K, Key> {
   get stats(): Effect.Effect<Stats> {
     return Effect.sync(() => {
       const kept = this.kept
-      return { ...this.local, pending: kept.all ? Infinity : kept.fresh.size + kept.stale.size }
+      return { ...this.local, pending: kept.all ? Infinity : kept.fresh.size + kept.stale.size + kept.tags.size }
     })
   }
 }

@@ -7,8 +7,9 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import type { InvalidationBus } from "../InvalidationBus.js"
+import type { InvalidationBus, TagLedgerError } from "../InvalidationBus.js"
 import type { MultiLevel } from "./multiLevel.js"
+import type { TagClock } from "./tags.js"
 
 /** What a cached store or a loading cache does through the bus. */
 export interface BusLink<K> {
@@ -21,25 +22,34 @@ export interface BusLink<K> {
   invalidate(key: K): Effect.Effect<void>
   /** Drops every key from every tier here, then tells the others. */
   readonly invalidateAll: Effect.Effect<void>
+  /** Orders an invalidation of `tag` in the ledger, which tells the others; a no-op for untagged entries. */
+  invalidateTag(tag: string): Effect.Effect<void, TagLedgerError>
 }
 
-/** Links `core` to `bus`, listening to the other instances until the scope closes. */
+/**
+ * Links `core` to `bus`, listening to the other instances until the scope closes. With `tags`, their tag
+ * invalidations are learnt, and a gap forgets what was known of the ledger, as it drops the nearest tier.
+ */
 export const link = <K>(
-  core: Pick<MultiLevel<K, unknown, unknown>, "drop" | "dropNearest" | "fartherStale">,
+  core: Pick<MultiLevel<K, unknown, unknown>, "drop" | "dropNearest" | "fartherStale"> & { readonly tags: TagClock | undefined },
   bus: InvalidationBus<K> | undefined
 ): Effect.Effect<BusLink<K>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const announce = (key: K): Effect.Effect<void> =>
       bus === undefined ? Effect.void : Effect.suspend(() => bus.publish([key], { sharedTiersStale: core.fartherStale(key) }))
+    const tags = core.tags
     if (bus !== undefined) {
+      const dropAll = core.dropNearest("all", false)
       yield* bus.listen({
         onInvalidate: (keys, { sharedTiersStale }) => core.dropNearest(keys, sharedTiersStale),
-        onGap: core.dropNearest("all", false)
+        onGap: tags === undefined ? dropAll : Effect.zipRight(Effect.sync(() => tags.gap()), dropAll),
+        ...(tags === undefined ? {} : { onTags: (heard) => Effect.sync(() => tags.learn(heard)) })
       })
     }
     return {
       announce,
       invalidate: (key) => Effect.zipRight(core.drop([key]), announce(key)),
-      invalidateAll: Effect.zipRight(core.drop("all"), bus === undefined ? Effect.void : bus.publishAll)
+      invalidateAll: Effect.zipRight(core.drop("all"), bus === undefined ? Effect.void : bus.publishAll),
+      invalidateTag: (tag) => (tags === undefined ? Effect.void : Effect.asVoid(tags.invalidate([tag])))
     }
   })

@@ -21,6 +21,7 @@ import { settingsOf } from "./loadingCache.js"
 import type { InvalidationBus } from "../InvalidationBus.js"
 import * as MultiLevel from "./multiLevel.js"
 import { validateTimeToLive } from "./options.js"
+import { LocalLedger } from "./tags.js"
 
 /**
  * Drops keys once more some time after a write whose outcome is unknown: the store may apply it late, after a
@@ -82,11 +83,15 @@ const coreOf = <K, V, I, EGet, ESave, ERemove, R>(
     ...(options.metrics === undefined ? {} : { metrics: options.metrics })
   }
   if (options.freshness === undefined) {
-    return MultiLevel.make<K, V, EGet, R>({ ...common, tiers: options.tiers, load: options.store.getMany })
+    return Effect.map(
+      MultiLevel.make<K, V, EGet, R>({ ...common, tiers: options.tiers, load: options.store.getMany }),
+      (core) => ({ ...core, tags: undefined })
+    )
   }
   const fresh = options as FreshOptions<K, V, I, EGet, ESave, ERemove, R>
+  const ledger = options.invalidations ?? new LocalLedger()
   return Effect.flatMap(settingsOf(fresh.freshness, options.name), (settings) =>
-    Freshness.make<K, V, EGet, R>({ ...common, tiers: fresh.tiers, load: options.store.getMany, settings, freshness }))
+    Freshness.make<K, V, EGet, R>({ ...common, tiers: fresh.tiers, load: options.store.getMany, settings, freshness, ledger }))
 }
 
 /** Builds a `CachedStore` (see `CachedStore.make`). */
@@ -112,7 +117,7 @@ export const make = <K, V, I, EGet, ESave, ERemove, R>(
       freshness
     )
 
-    const { announce, invalidate, invalidateAll } = yield* BusLink.link(core, bus)
+    const { announce, invalidate, invalidateAll, invalidateTag } = yield* BusLink.link(core, bus)
     const rechecks = new Rechecks<K>(recheckMillis, clock, scope, (key) => Effect.zipRight(core.drop([key]), announce(key)))
 
 
@@ -140,18 +145,29 @@ export const make = <K, V, I, EGet, ESave, ERemove, R>(
           }))
       )
 
+    /** Saves `input`, its entry stamped with what was known of the tag ledger before the store saw the write. */
+    const saveStamped = (input: I): Effect.Effect<V, ESave> =>
+      Effect.suspend(() => {
+        const key = keyOf(input)
+        // A tag invalidated meanwhile overtakes what the write stores, as it does a load.
+        const stamp = core.tags?.take()
+        return write(key, store.save(input), (value, pending) => core.store([[key, value]], stamp === undefined ? undefined : { stamp }, pending))
+      })
+
     return {
       name: options.name,
       get: core.get,
       getOption: core.getOption,
       getMany: core.getMany,
-      save: (input) => {
-        const key = keyOf(input)
-        return write(key, store.save(input), (value, pending) => core.store([[key, value]], undefined, pending))
-      },
+      save: (input) =>
+        Effect.suspend(() => {
+          const tags = core.tags
+          return tags === undefined ? saveStamped(input) : Effect.zipRight(tags.ready, saveStamped(input))
+        }),
       delete: (key) => write(key, store.remove(key), (_, pending) => core.drop([key], pending)),
       invalidate,
       invalidateAll,
+      invalidateTag,
       metrics: core.metrics,
       breakers: core.breakers,
       freshness: freshness.stats

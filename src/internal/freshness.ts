@@ -40,6 +40,7 @@ import { LoadTimeout } from "../LoadingCache.js"
 import { Answer } from "./answer.js"
 import * as MultiLevel from "./multiLevel.js"
 import { notFound } from "./syncRead.js"
+import { type Ledger, type Stamp, TagClock, tagsOf, unseen } from "./tags.js"
 import type { Change, Pending } from "./writeProtocol.js"
 
 /** The freshness options, validated, in milliseconds. */
@@ -56,6 +57,8 @@ export interface Settings<K, A> {
   /** XFetch's β; undefined: no early refresh. */
   readonly earlyRefresh: number | undefined
   readonly jitter: number
+  /** The tags of a value; undefined: entries carry none. */
+  readonly tags: ((value: A) => Iterable<string>) | undefined
 }
 
 /** What the layer is built from: the core's options over values (not entries), and the settings. */
@@ -63,13 +66,26 @@ export interface Options<K, A, E, R> extends Omit<MultiLevel.Options<K, Entry<A>
   readonly load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, A>, E, R>
   readonly settings: Settings<K, A>
   readonly freshness: CacheMetrics.FreshnessMetrics
+  /** Where tag invalidations are ordered: the bus, or a ledger of this instance alone. */
+  readonly ledger: Ledger
+}
+
+/** Options of a write into the tiers: with tags, what was known of the ledger when the write began. */
+export interface WriteOptions extends SetOptions {
+  readonly stamp?: Stamp
 }
 
 /** What a cached store needs of its core, plain or with freshness: reads, and the write primitives. */
-export type ValueCore<K, A, E> = Omit<
-  MultiLevel.MultiLevel<K, A, E>,
-  "nearest" | "nearestMany" | "nearestSync" | "load" | "loadMany" | "backfill"
->
+export type ValueCore<K, A, E> =
+  & Omit<
+    MultiLevel.MultiLevel<K, A, E>,
+    "nearest" | "nearestMany" | "nearestSync" | "load" | "loadMany" | "backfill" | "store"
+  >
+  & {
+    store(entries: ReadonlyArray<readonly [K, A]>, options?: WriteOptions, write?: Pending<K>): Effect.Effect<void>
+    /** What this instance knows of the tag ledger, when its entries are tagged. */
+    readonly tags: TagClock | undefined
+  }
 
 /**
  * The core a cached store or a loading cache is built on, over values: reads decide by freshness, writes
@@ -97,7 +113,8 @@ export const make = <K, A, E, R>(
     const context = yield* Effect.context<R>()
     // Background refreshes run on the runtime the cache was built in: its clock, random and services.
     const runtime = yield* Effect.runtime<never>()
-    const layer = new Freshness<K, A, E>(options, clock, random, scope, runtime, options.freshness)
+    const tags = options.settings.tags === undefined ? undefined : new TagClock(options.ledger, clock)
+    const layer = new Freshness<K, A, E>(options, clock, random, scope, runtime, options.freshness, tags)
     const core = yield* MultiLevel.make<K, Entry<A>, E | LoadTimeout, never>({
       ...options,
       load: (keys, loadContext) => layer.load(keys, loadContext, (missing) => Effect.provide(options.load(missing), context)),
@@ -126,7 +143,8 @@ class Freshness<K, A, E> {
     private readonly random: Random.Random,
     private readonly scope: Scope.Scope,
     private readonly runtime: Runtime.Runtime<never>,
-    private readonly metrics: CacheMetrics.FreshnessMetrics
+    private readonly metrics: CacheMetrics.FreshnessMetrics,
+    private readonly tags: TagClock | undefined
   ) {}
 
   attach(core: MultiLevel.MultiLevel<K, Entry<A>, E | LoadTimeout>): void {
@@ -173,6 +191,7 @@ class Freshness<K, A, E> {
    * never the load of a refresh of its key.
    */
   usable(key: K, entry: Entry<A>): boolean {
+    if (entry.tags !== undefined && !this.tagsHold(entry)) return false
     const now = this.now()
     if (now >= entry.freshUntil) {
       if (!this.servable(entry, now)) return false
@@ -184,16 +203,47 @@ class Freshness<K, A, E> {
     return usable
   }
 
-  /** A stale entry that may still be served at `now`. */
+  /** A stale entry that may still be served at `now`: never one whose tag was invalidated since its load. */
   private servable(entry: Entry<A> | undefined, now: number): entry is Entry<A> {
-    return entry !== undefined && entry.absent !== true && now < entry.staleUntil
+    return entry !== undefined && entry.absent !== true && now < entry.staleUntil && (entry.tags === undefined || this.tagsHold(entry))
+  }
+
+  /** Whether no tag of `entry` is known to have been invalidated since its load began ("unknown" is not). */
+  private tagsHold(entry: Entry<A>): boolean {
+    return this.tags === undefined || this.tags.check(entry.tags!, entry.seen) === "valid"
+  }
+
+  /** The tags of `entries` whose positions are not known here, to be read from the ledger (none: empty). */
+  private unknownTags(entries: Iterable<Entry<A> | undefined>): ReadonlyArray<string> {
+    const tags = this.tags
+    if (tags === undefined) return noTags
+    let unknown: Set<string> | undefined
+    for (const entry of entries) {
+      if (entry?.tags === undefined || tags.check(entry.tags, entry.seen) !== "unknown") continue
+      unknown ??= new Set()
+      for (const tag of entry.tags) unknown.add(tag)
+    }
+    return unknown === undefined ? noTags : Array.from(unknown)
+  }
+
+  /** The tag fields of an entry of `value`, loaded or written with `stamp`. */
+  private tagFields(value: A, stamp: Stamp | undefined): { tags?: ReadonlyArray<string>; seen?: number } {
+    const tags = tagsOf(this.settings.tags, value)
+    if (tags === undefined) return {}
+    return { tags, seen: stamp === undefined || this.tags === undefined ? unseen : this.tags.seenOf(stamp) }
   }
 
   // ---------------------------------------------------------------------------------------------------------
   // Loading: stamping, timeouts, fail-safe
 
   /** Stamps what a load found (and, with negative caching, what it did not) at `now`. */
-  private stamp(keys: ReadonlyArray<K>, found: ReadonlyMap<K, A>, started: number, jitters: ReadonlyArray<number>) {
+  private stamp(
+    keys: ReadonlyArray<K>,
+    found: ReadonlyMap<K, A>,
+    started: number,
+    jitters: ReadonlyArray<number>,
+    tagStamp: Stamp | undefined
+  ) {
     const now = this.now()
     const { grace, notFoundTimeToLive, timeToLive, timeToLiveOf } = this.settings
     const loadMillis = now - started
@@ -209,7 +259,7 @@ class Freshness<K, A, E> {
           return
         }
         const freshUntil = now + millis + (jitters[i] ?? 0)
-        entries.set(key, { value, freshUntil, staleUntil: freshUntil + grace, loadMillis })
+        entries.set(key, { value, freshUntil, staleUntil: freshUntil + grace, loadMillis, ...this.tagFields(value, tagStamp) })
       } else if (notFoundTimeToLive !== undefined) {
         const until = now + notFoundTimeToLive
         entries.set(key, { absent: true, freshUntil: until, staleUntil: until, loadMillis })
@@ -218,16 +268,21 @@ class Freshness<K, A, E> {
     return entries
   }
 
-  /** The loader, timed and stamped; with jitter, one random draw per key. */
+  /**
+   * The loader, timed and stamped; with jitter, one random draw per key. With tags, what is known of the tag
+   * ledger is taken before the source is called (read first when nothing is known: after a start or a gap).
+   */
   private timedLoad(keys: ReadonlyArray<K>, load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, A>, E>) {
-    return Effect.suspend(() => {
+    const run = Effect.suspend(() => {
       const started = this.now()
+      const tagStamp = this.tags?.take()
       const { jitter } = this.settings
       const jitters = jitter > 0
         ? Effect.forEach(keys, () => Effect.map(this.random.next, (r) => Math.floor(r * jitter)))
         : Effect.succeed([])
-      return Effect.flatMap(jitters, (draws) => Effect.map(load(keys), (found) => this.stamp(keys, found, started, draws)))
+      return Effect.flatMap(jitters, (draws) => Effect.map(load(keys), (found) => this.stamp(keys, found, started, draws, tagStamp)))
     })
+    return this.tags === undefined ? run : Effect.zipRight(this.tags.ready, run)
   }
 
   /**
@@ -236,6 +291,31 @@ class Freshness<K, A, E> {
    * answers them (fail-safe) and throttles their source.
    */
   load(
+    keys: ReadonlyArray<K>,
+    context: MultiLevel.LoadContext<K, Entry<A>>,
+    load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, A>, E>
+  ): Effect.Effect<ReadonlyMap<K, Entry<A>>, E | LoadTimeout> {
+    const unknown = this.unknownTags(context.stale.values())
+    if (unknown.length === 0) return this.loadKnown(keys, context, load)
+    // A farther tier's entries stamped before this instance knew the ledger: their tags are read once, and those
+    // that hold answer without calling the source.
+    return Effect.flatMap(this.tags!.read(unknown), () => {
+      const answered = new Map<K, Entry<A>>()
+      const rest: Array<K> = []
+      for (const key of keys) {
+        const entry = context.stale.get(key)
+        if (entry !== undefined && entry.tags !== undefined && this.usable(key, entry)) answered.set(key, entry)
+        else rest.push(key)
+      }
+      if (rest.length === 0) return Effect.succeed(answered)
+      return Effect.map(this.loadKnown(rest, context, load), (loaded) => {
+        for (const [key, entry] of loaded) answered.set(key, entry)
+        return answered
+      })
+    })
+  }
+
+  private loadKnown(
     keys: ReadonlyArray<K>,
     context: MultiLevel.LoadContext<K, Entry<A>>,
     load: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyMap<K, A>, E>
@@ -345,13 +425,23 @@ class Freshness<K, A, E> {
    */
   entries(keys: ReadonlyArray<K>): Effect.Effect<ReadonlyMap<K, Entry<A>>, E | LoadTimeout> {
     return Effect.flatMap(this.core.nearestMany(keys), (near) => {
+      const unknown = this.unknownTags(near.values())
+      return unknown.length === 0
+        ? this.entriesFrom(keys, near)
+        : Effect.zipRight(this.tags!.read(unknown), Effect.suspend(() => this.entriesFrom(keys, near)))
+    })
+  }
+
+  /** `entries`, once the nearest tier was read (and the positions of its entries' tags known, if they can be). */
+  private entriesFrom(keys: ReadonlyArray<K>, near: ReadonlyMap<K, Entry<A>>): Effect.Effect<ReadonlyMap<K, Entry<A>>, E | LoadTimeout> {
+    {
       const now = this.now()
       const answers = new Map<K, Entry<A>>()
       const missing: Array<K> = []
       const holding = new Map<K, Entry<A>>()
       for (const key of keys) {
         const entry = near.get(key)
-        if (entry === undefined) missing.push(key)
+        if (entry === undefined || (entry.tags !== undefined && !this.tagsHold(entry))) missing.push(key)
         else if (now < entry.freshUntil) {
           if (entry.absent === true) this.metrics.unsafeNegativeHit()
           answers.set(key, entry)
@@ -394,11 +484,23 @@ class Freshness<K, A, E> {
         Effect.ensuring(release)
       )
       return loaded
-    })
+    }
   }
 
   private decide(key: K, entry: Entry<A> | undefined): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {
     if (entry === undefined) return this.fromLoad(key, undefined)
+    if (entry.tags !== undefined && this.tags !== undefined) {
+      const verdict = this.tags.check(entry.tags, entry.seen)
+      // A tag invalidated since its load: gone. Stamped before the ledger was known here: its tags read once.
+      if (verdict === "invalid") return this.fromLoad(key, undefined)
+      if (verdict === "unknown") {
+        const tags = this.tags
+        return Effect.zipRight(
+          tags.read(entry.tags),
+          Effect.suspend(() => this.decide(key, tags.check(entry.tags!, entry.seen) === "valid" ? entry : undefined))
+        )
+      }
+    }
     const now = this.now()
     if (now < entry.freshUntil) {
       const beta = this.settings.earlyRefresh
@@ -547,14 +649,14 @@ class Freshness<K, A, E> {
     const getAnswer = (key: K): Effect.Effect<A, CacheMiss | E | LoadTimeout> => {
       const found = sync!(key)
       if (found === notFound) return Effect.flatMap(this.decide(key, undefined), value(key))
-      if (found.absent !== true) {
+      if (found.absent !== true && (found.tags === undefined || this.tagsHold(found))) {
         // Fresh, and outside the early-refresh window: nothing to decide.
         const until = beta === undefined ? found.freshUntil : found.freshUntil - earlyWindow * beta * found.loadMillis
         if (this.clock.unsafeCurrentTimeMillis() < until) return Effect.succeed(found.value as A)
       }
       return Effect.flatMap(this.decide(key, found), value(key))
     }
-    const stampWrite = (entries: ReadonlyArray<readonly [K, A]>, options: SetOptions | undefined) => {
+    const stampWrite = (entries: ReadonlyArray<readonly [K, A]>, options: WriteOptions | undefined) => {
       const now = this.now()
       const { grace, timeToLive, timeToLiveOf } = this.settings
       return entries.map(([key, value]): readonly [K, Entry<A>] => {
@@ -562,7 +664,8 @@ class Freshness<K, A, E> {
         const millis = own === undefined ? timeToLive : Duration.toMillis(own)
         // Written with no life: stored as already gone, which drops the key in every tier.
         const freshUntil = now + Math.max(0, millis)
-        return [key, { value, freshUntil, staleUntil: millis <= 0 ? now : freshUntil + grace, loadMillis: 0 }]
+        const stamp = options?.stamp ?? this.tags?.take()
+        return [key, { value, freshUntil, staleUntil: millis <= 0 ? now : freshUntil + grace, loadMillis: 0, ...this.tagFields(value, stamp) }]
       })
     }
     return {
@@ -598,6 +701,7 @@ class Freshness<K, A, E> {
       fartherStale: core.fartherStale,
       breakers: core.breakers,
       size: core.size,
+      tags: this.tags,
       refresh: (key) =>
         Effect.flatMap(core.nearest(key), (found) =>
           Effect.sync(() => {
@@ -606,6 +710,8 @@ class Freshness<K, A, E> {
     }
   }
 }
+
+const noTags: ReadonlyArray<string> = []
 
 /** What a refresh of a key the nearest tier does not hold replaces: nothing. */
 const gone: Entry<never> = { absent: true, freshUntil: -Infinity, staleUntil: -Infinity, loadMillis: 0 }

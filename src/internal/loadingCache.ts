@@ -16,6 +16,7 @@ import * as LruCache from "../LruCache.js"
 import * as BusLink from "./busLink.js"
 import * as Freshness from "./freshness.js"
 import { validateTimeToLive } from "./options.js"
+import { LocalLedger } from "./tags.js"
 
 /** A duration option in milliseconds, or `undefined` when not given; fails unless positive. */
 const optionalMillis = (input: Duration.DurationInput | undefined, cache: string, option: string) =>
@@ -48,7 +49,8 @@ export const settingsOf = <K, A>(
       hardTimeout: yield* optionalMillis(options.hardTimeout, cache, "hardTimeout"),
       notFoundTimeToLive: yield* optionalMillis(options.notFoundTimeToLive, cache, "notFoundTimeToLive"),
       earlyRefresh: beta,
-      jitter: (yield* optionalMillis(options.jitter, cache, "jitter")) ?? 0
+      jitter: (yield* optionalMillis(options.jitter, cache, "jitter")) ?? 0,
+      tags: options.tags
     }
   })
 
@@ -82,11 +84,12 @@ export const make = <K, A, E = never, R = never>(
       load: options.load ?? fromLookup(options.lookup!),
       settings,
       freshness,
+      ledger: bus ?? new LocalLedger(),
       onRepaired: (keys) => (bus === undefined ? Effect.void : bus.publish(keys)),
       ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize }),
       ...(options.metrics === undefined ? {} : { metrics: options.metrics })
     })
-    const { announce, invalidate, invalidateAll } = yield* BusLink.link(core, bus)
+    const { announce, invalidate, invalidateAll, invalidateTag } = yield* BusLink.link(core, bus)
     return {
       name,
       get: core.get,
@@ -101,6 +104,7 @@ export const make = <K, A, E = never, R = never>(
         ),
       invalidate,
       invalidateAll,
+      invalidateTag,
       refresh: core.refresh,
       metrics: core.metrics,
       freshness: freshness.stats,

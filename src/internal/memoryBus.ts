@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { InvalidationBus, MemoryHub, MemoryHubOptions } from "../InvalidationBus.js"
 import { Endpoint, listenerRuntime } from "./busEndpoint.js"
+import { LocalLedger } from "./tags.js"
 
 /** Builds a hub; its instances are connected with `connect`. */
 export const make = <K>(options: MemoryHubOptions = {}): Effect.Effect<MemoryHub<K>> =>
@@ -23,6 +24,8 @@ export const make = <K>(options: MemoryHubOptions = {}): Effect.Effect<MemoryHub
     /** The instances connected now, each with the runner of its own scope. */
     const instances = new Set<{ readonly endpoint: Endpoint<K, K>; readonly run: <A, E>(effect: Effect.Effect<A, E>) => unknown }>()
     let next = 0
+    // The hub's tag ledger: one for all its instances, as Redis is for the instances of a service.
+    const ledger = new LocalLedger()
 
     const connect: Effect.Effect<InvalidationBus<K>, never, Scope.Scope> = Effect.gen(function*() {
       const run = yield* listenerRuntime
@@ -52,6 +55,12 @@ export const make = <K>(options: MemoryHubOptions = {}): Effect.Effect<MemoryHub
         channel: `${namespace}:invalidations`,
         publish: (keys, publishOptions) => endpoint.publish(keys, publishOptions),
         publishAll: endpoint.publishAll,
+        invalidateTags: (tags, floor) =>
+          Effect.suspend(() => {
+            const at = ledger.unsafeInvalidate(tags, floor)
+            return Effect.as(endpoint.publishTags(tags.map((tag) => [tag, at] as const)), at)
+          }),
+        tagPositions: (tags) => ledger.tagPositions(tags),
         listen: (listener) => endpoint.listen(listener),
         stats: endpoint.stats
       }

@@ -26,6 +26,8 @@ import { Endpoint, listenerRuntime, type Message } from "./busEndpoint.js"
 import { bounded, deadlineLeaf, Watchdog } from "./deadline.js"
 import { slotOf } from "./redisCluster.js"
 import { redisFailure } from "./redisFailure.js"
+import { redisLedger } from "./redisTagLedger.js"
+import type { Ledger } from "./tags.js"
 
 /** A message as received, or `undefined` when it is not one of ours. */
 const parseMessage = (text: string): Message<string> | undefined => {
@@ -33,6 +35,9 @@ const parseMessage = (text: string): Message<string> | undefined => {
     const data: unknown = JSON.parse(text)
     if (typeof data !== "object" || data === null || !("from" in data) || typeof data.from !== "string") return undefined
     if ("all" in data && data.all === true) return { from: data.from, all: true }
+    if ("tags" in data && Array.isArray(data.tags) && data.tags.every(isTagPosition)) {
+      return { from: data.from, tags: data.tags }
+    }
     if ("keys" in data && Array.isArray(data.keys) && data.keys.every((k: unknown) => typeof k === "string")) {
       return { from: data.from, keys: data.keys, ...("stale" in data && data.stale === true ? { stale: true } : {}) }
     }
@@ -41,6 +46,17 @@ const parseMessage = (text: string): Message<string> | undefined => {
     return undefined
   }
 }
+
+/** A tag and its ledger position, as a message carries them. */
+const isTagPosition = (entry: unknown): entry is readonly [string, number] =>
+  Array.isArray(entry) && entry.length === 2 && typeof entry[0] === "string" && Number.isSafeInteger(entry[1])
+
+/** The methods of a bus that go through its tag ledger, publishing through `endpoint`. */
+const tagMethods = (ledger: Ledger, endpoint: Endpoint<unknown, string>): Pick<InvalidationBus<unknown>, "invalidateTags" | "tagPositions"> => ({
+  invalidateTags: (tags, floor) =>
+    Effect.flatMap(ledger.invalidateTags(tags, floor), (at) => Effect.as(endpoint.publishTags(tags.map((tag) => [tag, at] as const)), at)),
+  tagPositions: (tags) => ledger.tagPositions(tags)
+})
 
 /** The watchdog that bounds each publication by `publishTimeout`, in the current scope. */
 const publishWatchdog = <K>(options: Options<K>) =>
@@ -123,6 +139,7 @@ export const make = <K>(
       channel,
       publish: (keys, publishOptions) => Effect.suspend(() => endpoint.publish(keys.map(encodeKey), publishOptions)),
       publishAll: endpoint.publishAll,
+      ...tagMethods(redisLedger(redis.client, options.namespace, watchdog, false), endpoint as Endpoint<unknown, string>),
       listen: (listener) => endpoint.listen(listener),
       stats: endpoint.stats
     }
@@ -253,6 +270,7 @@ const makeSharded = <K>(
       channel: base,
       publish: (keys, publishOptions) => Effect.suspend(() => endpoint.publish(keys.map(encodeKey), publishOptions)),
       publishAll: endpoint.publishAll,
+      ...tagMethods(redisLedger(client, options.namespace, watchdog, true), endpoint as Endpoint<unknown, string>),
       listen: (listener) => endpoint.listen(listener),
       stats: endpoint.stats
     }

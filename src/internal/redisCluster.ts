@@ -150,3 +150,18 @@ export const readBySlot = (
     return { stored, extra: value as string | null }
   })
 }
+
+/** Nodes each cluster client has lost so far: one listener per client, however many tiers and buses use it. */
+const nodeLosses = new WeakMap<Cluster, { count: number }>()
+
+/** The count of nodes `cluster` has lost (a master that died, a failover), kept up to date. */
+export const nodeLossesOf = (cluster: Cluster): { readonly count: number } => {
+  let losses = nodeLosses.get(cluster)
+  if (losses === undefined) {
+    const counter = { count: 0 }
+    losses = counter
+    nodeLosses.set(cluster, counter)
+    cluster.on("-node", () => void counter.count++)
+  }
+  return losses
+}
