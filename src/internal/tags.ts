@@ -108,12 +108,17 @@ export class TagClock {
       if (this.reading !== undefined) return Deferred.await(this.reading)
       const reading = Deferred.unsafeMake<void>(FiberId.none)
       this.reading = reading
-      return this.read([]).pipe(
+      return this.readPositions([]).pipe(
+        Effect.tap((read) =>
+          Effect.sync(() => {
+            if (read === "failed") this.retryAt = this.clock.unsafeCurrentTimeMillis() + retryMillis
+          })
+        ),
         Effect.ensuring(Effect.sync(() => {
           this.reading = undefined
-          if (this.base === undefined) this.retryAt = this.clock.unsafeCurrentTimeMillis() + retryMillis
           Deferred.unsafeDone(reading, Effect.void)
-        }))
+        })),
+        Effect.asVoid
       )
     })
   }
@@ -134,15 +139,21 @@ export class TagClock {
 
   /** Reads the positions of `tags` (and the ledger's) into what is known; a failure leaves them unknown. */
   read(tags: ReadonlyArray<string>): Effect.Effect<void> {
+    return Effect.asVoid(this.readPositions(tags))
+  }
+
+  /** `read`, saying whether it failed, or was overtaken by a gap (and not kept). */
+  private readPositions(tags: ReadonlyArray<string>): Effect.Effect<"kept" | "overtaken" | "failed"> {
     return Effect.suspend(() => {
       const epoch = this.epoch
       return Effect.match(this.ledger.tagPositions(tags), {
-        onFailure: () => undefined,
+        onFailure: () => "failed" as const,
         onSuccess: (positions) => {
-          if (epoch !== this.epoch) return
+          if (epoch !== this.epoch) return "overtaken" as const
           this.learn(positions.tags)
           if (this.base === undefined) this.base = positions.position
           if (positions.position > this.known) this.known = positions.position
+          return "kept" as const
         }
       })
     })
