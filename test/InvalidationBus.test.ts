@@ -1,14 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as InvalidationBus from "../src/InvalidationBus.js"
 import * as RedisClient from "../src/RedisClient.js"
+import { tagLedgerKey } from "../src/internal/redisTagLedger.js"
 import { privateRedis, rawRedis, redisUrl, uniqueNamespace } from "./support/redis.js"
 
 /** A bus on `url` with a listener that records what it hears. */
 const busWith = (namespace: string, url = redisUrl, extra: Partial<InvalidationBus.Options<string>> = {}) =>
   Effect.gen(function*() {
     const heard: Array<ReadonlyArray<string> | "gap"> = []
+    const tags: Array<ReadonlyArray<readonly [string, number]>> = []
     const client = yield* RedisClient.make({ url, commandTimeout: "300 millis" })
     const bus = yield* InvalidationBus.make<string>({
       namespace,
@@ -18,9 +21,10 @@ const busWith = (namespace: string, url = redisUrl, extra: Partial<InvalidationB
     }).pipe(Effect.provideService(RedisClient.RedisClient, client))
     yield* bus.listen({
       onInvalidate: (keys) => Effect.sync(() => void heard.push(keys)),
-      onGap: Effect.sync(() => void heard.push("gap"))
+      onGap: Effect.sync(() => void heard.push("gap")),
+      onTags: (positions) => Effect.sync(() => void tags.push(positions))
     })
-    return { bus, heard }
+    return { bus, heard, tags }
   })
 
 /** Waits (a bounded time) until `condition` holds. */
@@ -110,5 +114,72 @@ describe("InvalidationBus (real Redis pub/sub)", () => {
       yield* server.start
       const b = yield* busWith(namespace, server.url)
       yield* waitFor(() => b.heard.includes("gap"), 10_000)
+    }), { timeout: 30_000 })
+
+  it.scopedLive("tag invalidations get ordered positions in the ledger, which the others hear and can read", () =>
+    Effect.gen(function*() {
+      const namespace = uniqueNamespace("bus-tags")
+      const a = yield* busWith(namespace)
+      const b = yield* busWith(namespace)
+      const raw = yield* rawRedis()
+      yield* Effect.addFinalizer(() => Effect.promise(() => raw.del(tagLedgerKey(namespace))))
+      const first = yield* a.bus.invalidateTags(["x", "y"], 0)
+      expect(first).toBe(1)
+      yield* waitFor(() => b.tags.length === 1)
+      expect(b.tags).toStrictEqual([[["x", 1], ["y", 1]]])
+      expect(a.tags).toStrictEqual([])
+      // Above the floor it is given, and above every earlier one.
+      expect(yield* b.bus.invalidateTags(["x"], 41)).toBe(42)
+      expect(yield* a.bus.invalidateTags(["z"], 3)).toBe(43)
+      const read = yield* a.bus.tagPositions(["x", "y", "z", "never"])
+      expect(read.position).toBe(43)
+      expect([...read.tags]).toStrictEqual([["x", 42], ["y", 1], ["z", 43], ["never", 0]])
+      // Malformed tag messages are ignored.
+      for (const junk of [`{"from":"z","tags":[["t"]]}`, `{"from":"z","tags":[["t","1"]]}`, `{"from":"z","tags":"t"}`]) {
+        yield* Effect.promise(() => raw.publish(a.bus.channel, junk))
+      }
+      yield* Effect.promise(() => raw.publish(a.bus.channel, JSON.stringify({ from: "z", tags: [["t", 7]] })))
+      yield* waitFor(() => a.tags.length === 2)
+      expect(a.tags[1]).toStrictEqual([["t", 7]])
+    }))
+
+  it.scopedLive("a ledger key that holds something else is a TagLedgerError, not a defect", () =>
+    Effect.gen(function*() {
+      const namespace = uniqueNamespace("bus-tags-junk")
+      const a = yield* busWith(namespace)
+      const raw = yield* rawRedis()
+      yield* Effect.addFinalizer(() => Effect.promise(() => raw.del(tagLedgerKey(namespace))))
+      yield* Effect.promise(() => raw.set(tagLedgerKey(namespace), "not a hash"))
+      const written = yield* Effect.exit(a.bus.invalidateTags(["x"], 0))
+      const read = yield* Effect.exit(a.bus.tagPositions(["x"]))
+      for (const exit of [Exit.asVoid(written), Exit.asVoid(read)]) {
+        expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag).toBe("TagLedgerError")
+      }
+      yield* Effect.promise(() => raw.del(tagLedgerKey(namespace)))
+      yield* Effect.promise(() => raw.hset(tagLedgerKey(namespace), "#seq", "seven"))
+      const garbled = yield* Effect.exit(a.bus.tagPositions(["x"]))
+      expect(Exit.isFailure(garbled) && garbled.cause._tag === "Fail" && garbled.cause.error._tag).toBe("TagLedgerError")
+    }))
+
+  it.scopedLive("while Redis is down a tag invalidation fails at once with TagLedgerError, and works again after", () =>
+    Effect.gen(function*() {
+      const server = yield* privateRedis
+      const namespace = uniqueNamespace("bus-tags-down")
+      const a = yield* busWith(namespace, server.url, { retryInterval: "500 millis" })
+      expect(yield* a.bus.invalidateTags(["x"], 0)).toBe(1)
+      yield* server.stop
+      const failed = yield* Effect.exit(a.bus.invalidateTags(["y"], 0))
+      expect(Exit.isFailure(failed) && failed.cause._tag === "Fail" && failed.cause.error._tag).toBe("TagLedgerError")
+      // Nothing kept for "y": its invalidation failed as a whole (the ledger was not written).
+      expect((yield* a.bus.stats).pending).toBe(0)
+      yield* server.start
+      const b = yield* busWith(namespace, server.url)
+      let delivered = false
+      for (let i = 0; i < 100 && !delivered; i++) {
+        const exit = yield* Effect.exit(a.bus.invalidateTags(["z"], 0))
+        delivered = Exit.isSuccess(exit)
+        if (!delivered) yield* Effect.sleep("100 millis")
+      }
+      yield* waitFor(() => b.tags.some((t) => t[0]?.[0] === "z"), 10_000)
     }), { timeout: 30_000 })
 })

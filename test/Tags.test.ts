@@ -20,6 +20,7 @@ import * as CachedStore from "../src/CachedStore.js"
 import * as InvalidationBus from "../src/InvalidationBus.js"
 import * as LoadingCache from "../src/LoadingCache.js"
 import * as LruCache from "../src/LruCache.js"
+import { Endpoint, type Message } from "../src/internal/busEndpoint.js"
 import { LocalLedger, type Ledger, TagClock, unseen } from "../src/internal/tags.js"
 import { type Item, makeSource, type Source, SourceDown } from "./support/loadingSource.js"
 
@@ -168,6 +169,38 @@ describe("TagClock", () => {
       const read = yield* ledger.tagPositions(["a", "b", "c", "never"])
       expect(read.position).toBe(12)
       expect([...read.tags]).toStrictEqual([["a", 11], ["b", 11], ["c", 12], ["never", 0]])
+    }))
+})
+
+describe("tag messages on the bus", () => {
+  it.effect("a tag message that could not be sent is kept (the latest position of each tag) and sent with the next flush", () =>
+    Effect.gen(function*() {
+      const sent: Array<Message<string>> = []
+      let up = false
+      const endpoint = new Endpoint<string, string>(
+        "me",
+        unique("endpoint"),
+        (effect) => Effect.runFork(effect),
+        (message) => (up ? Effect.sync(() => void sent.push(message)) : Effect.fail("down")),
+        (key) => key,
+        10
+      )
+      yield* endpoint.publishTags([["x", 3], ["y", 3]])
+      yield* endpoint.publishTags([["x", 5]])
+      expect((yield* endpoint.stats).pending).toBe(2)
+      up = true
+      yield* endpoint.flush
+      expect(sent).toStrictEqual([{ from: "me", tags: [["x", 5], ["y", 3]] }])
+      expect((yield* endpoint.stats).pending).toBe(0)
+      // Heard from another instance: every listener learns the positions.
+      const heard: Array<ReadonlyArray<readonly [string, number]>> = []
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* endpoint.listen({ onInvalidate: () => Effect.void, onGap: Effect.void, onTags: (tags) => Effect.sync(() => void heard.push(tags)) })
+        endpoint.receive({ from: "other", tags: [["x", 9]] })
+        endpoint.receive({ from: "me", tags: [["x", 10]] })
+        yield* until(() => heard.length === 1)
+      }))
+      expect(heard).toStrictEqual([[["x", 9]]])
     }))
 })
 
