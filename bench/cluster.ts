@@ -46,7 +46,9 @@ export const sizes = {
   /** The bus's sharded channels (its default). */
   shards: 16,
   /** Messages published, one after the other, by instance A. */
-  messages: 1_600
+  messages: 1_600,
+  /** Tag invalidations made, one after the other, by instance A. */
+  tagInvalidations: 200
 } as const
 
 const progress = (line: string) => console.error(line)
@@ -290,6 +292,18 @@ export interface ClusterOutput {
     /** Gaps B heard (expected 0). */
     readonly gaps: number
   }
+  readonly tags: {
+    /** Commands the masters ran for the invalidations, summed: `name → count`. */
+    readonly commands: ReadonlyMap<string, number>
+    /** Masters that ran the ledger's script. */
+    readonly ledgerMasters: number
+    /** Delivery latency from A's call to B's listener, milliseconds, sorted. */
+    readonly latencies: ReadonlyArray<number>
+    /** A's `invalidateTags` (ledger script, then `SPUBLISH`), milliseconds, sorted. */
+    readonly walls: ReadonlyArray<number>
+    /** Commands the masters ran for one read of 10 tags' positions. */
+    readonly read: ReadonlyMap<string, number>
+  }
 }
 
 const Versioned = Schema.Struct({ version: Schema.Number, text: Schema.String })
@@ -442,7 +456,46 @@ const measure = async (cluster: PrivateCluster): Promise<ClusterOutput> => {
     }))
     await waitUntil(() => arrivals.size === sizes.messages && heardByCounter() === sizes.messages, "every delivery")
     const spublish = delta(publishBefore, await infoCounters(admins, "commandstats"))
+    // Taken now: the tag invalidations below go over the same channels.
+    const carried = channels.map((channel) => perChannel.get(channel) ?? 0)
     const latencies = [...arrivals].map(([key, at]) => at - sent.get(key)!).sort((x, y) => x - y)
+
+    progress(`cluster: ${sizes.tagInvalidations} tag invalidations …`)
+    const tagArrivals = new Map<string, number>()
+    await inScope(b.listen({
+      onInvalidate: () => Effect.void,
+      onGap: Effect.void,
+      onTags: (tags) =>
+        Effect.sync(() => {
+          const now = performance.now()
+          for (const [tag] of tags) tagArrivals.set(tag, now)
+        })
+    }))
+    await Effect.runPromise(a.invalidateTags(["warm-up"], 0))
+    await waitUntil(() => tagArrivals.has("warm-up"), "the tag warm-up")
+    tagArrivals.clear()
+    const tagsBefore = await infoCounters(admins, "commandstats")
+    const tagSent = new Map<string, number>()
+    const walls: Array<number> = []
+    await Effect.runPromise(Effect.gen(function*() {
+      for (let i = 0; i < sizes.tagInvalidations; i++) {
+        const tag = `tag-${i}`
+        const start = performance.now()
+        tagSent.set(tag, start)
+        yield* a.invalidateTags([tag], 0)
+        walls.push(performance.now() - start)
+      }
+    }))
+    await waitUntil(() => tagArrivals.size === sizes.tagInvalidations, "every tag delivery")
+    const tagCommands = delta(tagsBefore, await infoCounters(admins, "commandstats"))
+    const readBefore = await infoCounters(admins, "commandstats")
+    await Effect.runPromise(b.tagPositions(Array.from({ length: 10 }, (_, i) => `tag-${i}`)))
+    const readCommands = delta(readBefore, await infoCounters(admins, "commandstats"))
+    const summed = (counters: Counters) => {
+      const byName = new Map<string, number>()
+      for (const counts of counters.values()) for (const [name, count] of counts) byName.set(name, (byName.get(name) ?? 0) + count)
+      return byName
+    }
     // Which master owns each channel, by the slot map.
     const ownerOf = (channel: string) => {
       const owner = client.slots[slotOf(channel)]?.[0]
@@ -457,13 +510,20 @@ const measure = async (cluster: PrivateCluster): Promise<ClusterOutput> => {
       found,
       errors,
       bus: {
-        perChannel: channels.map((channel) => perChannel.get(channel) ?? 0),
+        perChannel: carried,
         perMaster: cluster.ports.map((port) => spublish.get(port)?.get("spublish") ?? 0),
         channelsPerMaster: cluster.ports.map((port) => channels.filter((channel) => ownerOf(channel) === port).length),
         delivered: arrivals.size,
         latencies,
         publishes: [...publishes].sort((x, y) => x - y),
         gaps: (await Effect.runPromise(b.stats)).gaps - gapsBefore
+      },
+      tags: {
+        commands: summed(tagCommands),
+        ledgerMasters: [...tagCommands.values()].filter((counts) => (counts.get("eval") ?? 0) + (counts.get("evalsha") ?? 0) > 0).length,
+        latencies: [...tagArrivals].map(([tag, at]) => at - tagSent.get(tag)!).sort((x, y) => x - y),
+        walls: walls.sort((x, y) => x - y),
+        read: summed(readCommands)
       }
     }
   } finally {
@@ -564,6 +624,30 @@ Each channel carried at most ${maxChannel} messages: it ${maxChannel <= bound ? 
 channels are spread over the masters by their slots, so each master's share follows how many channels it owns
 (no master carries every message); the delivery latency is on loopback, the publisher and both subscribers in
 this one process.
+
+**Tag invalidations.** The same two buses: A makes ${sizes.tagInvalidations} tag invalidations of one tag each, one after the other
+(\`invalidateTags\`, what \`invalidateTag\` of a cache calls), B's listener records each tag's arrival; then B reads the
+positions of 10 tags (\`tagPositions\`, what an instance does for entries stamped before it knew the ledger). Commands
+counted by the masters, per invalidation (a script's own \`HINCRBY\`/\`HSET\` are counted beside it).
+
+${
+    table(["", "value"], [
+      ["commands per invalidation, at the masters", [...output.tags.commands]
+        .sort(([, x], [, y]) => y - x)
+        .map(([name, count]) => `${Number((count / sizes.tagInvalidations).toFixed(2))} ${name.toUpperCase()}`)
+        .join(" + ")],
+      ["masters that ran the ledger's script", String(output.tags.ledgerMasters)],
+      ["A's \`invalidateTags\`, p50 / p99", `${ms(percentile(output.tags.walls, 0.5))} / ${ms(percentile(output.tags.walls, 0.99))}`],
+      ["delivery A → B, p50 / p99 / max", `**${ms(percentile(output.tags.latencies, 0.5))} / ${ms(percentile(output.tags.latencies, 0.99))}** / ${
+        ms(output.tags.latencies[output.tags.latencies.length - 1]!)
+      }`],
+      ["commands for one read of 10 tags' positions", [...output.tags.read].map(([name, count]) => `${count} ${name.toUpperCase()}`).join(" + ")]
+    ])
+  }
+
+The ledger is one hash, so one slot on one master: an invalidation is two requests (its script there, then the
+\`SPUBLISH\` on the next channel), never a cross-slot command; a tagged read of an entry this instance stamped makes
+none (see the tagged \`LoadingCache.get\` row above).
 `
 }
 

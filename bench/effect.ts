@@ -51,9 +51,13 @@ const lruCase = (name: string, metrics: boolean, timeToLive?: Duration.DurationI
   }
 })
 
-/** A `LoadingCache` over an `LruCache` of entries, every key loaded (fresh for an hour): its L1 hit path. */
-const loadingCase: Case = {
-  name: "@rms/cache LoadingCache.get",
+/**
+ * A `LoadingCache` over an `LruCache` of entries, every key loaded (fresh for an hour): its L1 hit path. Tagged,
+ * each entry carries one of 100 tags, a few of them invalidated before the keys were loaded: each hit checks its
+ * tag against the positions known here (no round trip).
+ */
+const loadingCase = (tagged: boolean): Case => ({
+  name: tagged ? "@rms/cache LoadingCache.get, tagged" : "@rms/cache LoadingCache.get",
   setup: () =>
     Effect.runSync(
       Effect.gen(function*() {
@@ -63,8 +67,10 @@ const loadingCase: Case = {
           name: "bench-loading",
           tiers: [tier],
           load: (ids: ReadonlyArray<number>) => Effect.succeed(new Map(ids.map((id) => [id, id]))),
-          timeToLive: "1 hour"
+          timeToLive: "1 hour",
+          ...(tagged ? { tags: (value: number) => [`t${value % 100}`] } : {})
         }).pipe(Scope.extend(scope))
+        if (tagged) for (const tag of ["t1", "t2", "t3"]) yield* cache.invalidateTag(tag)
         yield* cache.getMany(Array.from({ length: CAPACITY }, (_, i) => i))
         return cache
       })
@@ -73,7 +79,7 @@ const loadingCase: Case = {
     Effect.runSync(readAll((key) => cache.get(key)))
     return OPS
   }
-}
+})
 
 const effectCacheCase: Case = {
   name: "effect Cache.get",
@@ -116,7 +122,8 @@ export const runEffectHit = async (): Promise<{
     lruCase("@rms/cache LruCache.get", true),
     lruCase("@rms/cache LruCache.get, timeToLive", true, "1 hour"),
     floorCase,
-    loadingCase
+    loadingCase(false),
+    loadingCase(true)
   ]),
   // A small difference on a noisy machine: three times the rounds.
   metrics: await measure([lruCase("metrics on", true), lruCase("metrics off", false)], { rounds: rounds * 3 })

@@ -112,7 +112,7 @@ log("LruCache.get in a fiber …")
 const effectHit = await runEffectHit()
 const [ourGet, effectGet] = effectHit.versusEffect as [Result, Result]
 const [metricsOn, metricsOff] = effectHit.metrics as [Result, Result]
-const [floorGet, floorGetTtl, floor, loadingGet] = effectHit.versusFloor as [Result, Result, Result, Result]
+const [floorGet, floorGetTtl, floor, loadingGet, taggedGet] = effectHit.versusFloor as [Result, Result, Result, Result, Result]
 // Time ratios: the floor's throughput over a case's is the case's time over the floor's, per round.
 const overFloor = (r: Result) => ratioPerRound(floor, [r])
 sections.push(`## \`LruCache.get\` hit inside a fiber
@@ -130,14 +130,16 @@ ${
 
 Against the floor of any cache read in a fiber: the same loop over a plain \`Map\`, each value handed over as
 \`yield* Effect.succeed(map.get(key))\`, in the same rounds; one more row with every entry under a time-to-live (a hit
-then reads the \`Clock\`), and one through a \`LoadingCache\` whose \`LruCache\` holds fresh entries (a hit reads the
-\`Clock\` to check freshness). Target: ≤ 2.5× the floor.
+then reads the \`Clock\`), one through a \`LoadingCache\` whose \`LruCache\` holds fresh entries (a hit reads the
+\`Clock\` to check freshness), and one whose entries carry a tag each (one of 100, 3 of them invalidated before the
+loads): a hit also checks its tag against the positions this instance knows — no round trip. Target: ≤ 2.5× the floor.
 
 ${
   table(["case", "time per get", "÷ floor"], [
     ["@rms/cache `LruCache.get`", formatNanos(floorGet.opsPerSecond), `**${ratio(overFloor(floorGet))}**`],
     ["@rms/cache `LruCache.get`, `timeToLive`", formatNanos(floorGetTtl.opsPerSecond), ratio(overFloor(floorGetTtl))],
     ["@rms/cache `LoadingCache.get`, fresh entry", formatNanos(loadingGet.opsPerSecond), ratio(overFloor(loadingGet))],
+    ["@rms/cache `LoadingCache.get`, fresh tagged entry", formatNanos(taggedGet.opsPerSecond), ratio(overFloor(taggedGet))],
     ["`yield* Effect.succeed(map.get(key))`", formatNanos(floor.opsPerSecond), "1.00×"]
   ])
 }
