@@ -2,7 +2,8 @@
  * The two-instance coherence suite (`support/coherence.ts`, as `Coherence.test.ts` runs it on the shared Redis)
  * on a private Redis Cluster of 3 masters, started once for this file and stopped by pid with it: both
  * instances' `RedisClient`s in cluster mode, their L2 (keys under the namespace's generation, one pipeline per
- * master) and their buses (sharded pub/sub) on the cluster.
+ * master) and their buses (sharded pub/sub) on the cluster. The tag suite (`support/tagsSuite.ts`) runs on it
+ * too: the tag ledger is one key, so one master, whatever the tags.
  *
  * Not run here: "A's Redis stalls and its breaker opens…", which freezes a TCP proxy that only instance A goes
  * through. A cluster client learns every node's address from the nodes themselves (`CLUSTER SLOTS`) and connects
@@ -16,7 +17,8 @@ import * as Scope from "effect/Scope"
 import { type Cluster, Redis } from "ioredis"
 import * as RedisCache from "../src/RedisCache.js"
 import { clusterForFile, onNode, rawCluster, type TestCluster } from "./support/cluster.js"
-import { type Backend, coherenceSuites, notes, tasks, twoInstances } from "./support/coherence.js"
+import { type Backend, coherenceSuites, notes, type RawRedis, scanNode, tasks, twoInstances } from "./support/coherence.js"
+import { tagsSuite } from "./support/tagsSuite.js"
 import { waitFor } from "./support/wait.js"
 
 interface Shared {
@@ -32,7 +34,15 @@ const the = clusterForFile((cluster): Effect.Effect<Shared, never, Scope.Scope> 
 const onCluster: Backend = {
   name: "one Redis Cluster (3 masters)",
   connection: () => ({ clusterNodes: the().cluster.seeds.split(",") }),
-  raw: Effect.sync(() => the().raw),
+  raw: Effect.sync((): RawRedis => {
+    const raw = the().raw
+    return {
+      get: (key) => raw.get(key),
+      del: (key) => raw.del(key),
+      hget: (key, field) => raw.hget(key, field),
+      keysMatching: async (pattern) => (await Promise.all(raw.nodes("master").map((node) => scanNode(node, pattern)))).flat()
+    }
+  }),
   // The tier's keys carry the namespace's generation on a cluster (0 until an `invalidateAll`).
   storedKey: (raw, namespace, key) =>
     Effect.map(
@@ -44,6 +54,7 @@ const onCluster: Backend = {
 }
 
 coherenceSuites(onCluster)
+tagsSuite(onCluster)
 
 /** How many keys matching `pattern` one node holds (a full `SCAN`). */
 const keysOn = (port: number, pattern: string) =>

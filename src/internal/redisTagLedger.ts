@@ -3,9 +3,10 @@
  * position and `t:<tag>` the position of each tag's last invalidation. One key is one slot: on a cluster it
  * lives on one master, read with one `HMGET` and written with one script, never a cross-slot command.
  *
- * A failover may roll the hash back (replication is asynchronous): after its cluster client lost a node, an
- * instance's next invalidation first moves the position by a large random jump, as `RedisCache` moves its
- * namespace generation, so that positions never come back below ones already handed out.
+ * A failover, or a restart of a Redis that keeps nothing, may roll the hash back (replication is asynchronous):
+ * an instance's first invalidation, and its first after its cluster client lost a node, first moves the
+ * position by a random jump of a million or more, as `RedisCache` moves its namespace generation, so that
+ * positions do not come back below ones already handed out and stamped on entries that outlived the loss.
  *
  * The hash keeps one field per tag ever invalidated (no expiry: Redis 7.0 has no per-field one).
  *
@@ -48,7 +49,9 @@ const positionOf = (reply: unknown): number | undefined =>
 export const redisLedger = (client: Redis | Cluster, namespace: string, watchdog: Watchdog, cluster: boolean): Ledger => {
   const key = tagLedgerKey(namespace)
   const losses = cluster ? nodeLossesOf(client as Cluster) : undefined
-  let lossesSeen = losses?.count ?? 0
+  // Starts unlike any count: this instance's first invalidation jumps too. It may have started after a failover
+  // that rolled the ledger back, below positions other instances stamped entries with.
+  let lossesSeen = -1
   const failure = (cause: unknown) => new TagLedgerError({ reason: redisFailure(cause).message })
   const call = <A>(run: () => PromiseLike<A>): Effect.Effect<A, TagLedgerError> =>
     Effect.mapError(bounded(deadlineLeaf(run, identity), watchdog, false), failure)
@@ -56,7 +59,9 @@ export const redisLedger = (client: Redis | Cluster, namespace: string, watchdog
     invalidateTags: (tags, floor) =>
       Effect.suspend(() => {
         const seen = losses?.count ?? 0
-        const jump = seen === lossesSeen ? 0 : 1_000_000 + Math.floor(Math.random() * 1_000_000_000)
+        // Far above what a failover can lose (the invalidations of a replication lag), far below 2^53 over
+        // billions of jumps.
+        const jump = seen === lossesSeen ? 0 : 1_000_000 + Math.floor(Math.random() * 1_000_000)
         return Effect.flatMap(
           call(() => (client as Redis).eval(invalidateScript, 1, key, floor, jump, ...tags)),
           (at) => {

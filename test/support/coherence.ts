@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type { Redis } from "ioredis"
 import { type Cache, CacheError } from "../../src/Cache.js"
 import * as CachedStore from "../../src/CachedStore.js"
 import * as InvalidationBus from "../../src/InvalidationBus.js"
@@ -34,6 +35,21 @@ import { waitFor } from "./wait.js"
 export interface RawRedis {
   get(key: string): Promise<string | null>
   del(key: string): Promise<number>
+  hget(key: string, field: string): Promise<string | null>
+  /** Every key matching the glob `pattern` (a full `SCAN`), on every master of a cluster. */
+  keysMatching(pattern: string): Promise<ReadonlyArray<string>>
+}
+
+/** Every key of one node matching the glob `pattern`: a full `SCAN`. */
+export const scanNode = async (node: Redis, pattern: string): Promise<ReadonlyArray<string>> => {
+  const found: Array<string> = []
+  let cursor = "0"
+  do {
+    const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 1000)
+    found.push(...keys)
+    cursor = next
+  } while (cursor !== "0")
+  return found
 }
 
 /** The Redis the two instances share. */
