@@ -98,7 +98,7 @@ export interface Stats {
   readonly invalidatedKeys: number
   /** Times everything local was dropped: after a gap in the subscription, or on another instance's request. */
   readonly gaps: number
-  /** Keys waiting to be published again. */
+  /** Keys (and tags) waiting to be published again. */
   readonly pending: number
 }
 

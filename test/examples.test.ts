@@ -77,6 +77,13 @@ describe("examples", () => {
     expect(stdout).toContain("source down: answers 120, 120, 120, 120, 120 (fail-safe), source calls meanwhile: 0")
   }, 90_000)
 
+  it.concurrent("tags.ts invalidates one category's products on both instances, and only those", async ({ signal }) => {
+    const { stdout } = await run("tags.ts", {}, signal)
+    expect(stdout).toContain("B: Runner (Shoes), Walker (Shoes), Beret (Hats) (from the shared L2), store reads so far: 3")
+    expect(stdout).toContain("after renaming c1, A: Runner (Footwear), Walker (Footwear), Beret (Hats)")
+    expect(stdout).toContain("after renaming c1, B: Runner (Footwear), Walker (Footwear), Beret (Hats), store reads: 2")
+  }, 90_000)
+
   it.concurrent("cached-store.ts caches its own entity on two instances, embedded", async ({ signal }) => {
     const { stdout } = await run("cached-store.ts", {}, signal)
     expect(stdout).toContain("embedded Postgres, in-memory L2 and bus")
