@@ -259,13 +259,13 @@ export const make: <K, A, E = never, R = never>(
 ) => Effect.Effect<LoadingCache<K, A, E>, Cause.IllegalArgumentException, Scope.Scope | R> = Internal.make
 
 /**
- * Options of `cachedFunction`: the freshness options, a name, and the tiers (default: one in-memory
- * `LruCache` of `capacity` entries).
+ * Options of `cachedFunction`: the freshness options (but tags: a memoised function has no `invalidateTag`), a
+ * name, and the tiers (default: one in-memory `LruCache` of `capacity` entries).
  *
  * @since 0.1.0
  * @category models
  */
-export type FunctionOptions<K, A> = FreshnessOptions<K, A> & {
+export type FunctionOptions<K, A> = Omit<FreshnessOptions<K, A>, "tags"> & {
   /** The name its metrics are tagged with. Default: `"function"`. */
   readonly name?: string
   /** The tiers, nearest first. Default: an `LruCache` of `capacity` entries. */
