@@ -18,6 +18,7 @@ import * as CachedStore from "../src/CachedStore.js"
 import * as InvalidationBus from "../src/InvalidationBus.js"
 import * as LruCache from "../src/LruCache.js"
 import { classify, type Failure, type Input, memoryStore, type Row, upTo, view } from "./support/entities.js"
+import { settle } from "./support/turns.js"
 
 type Store = Effect.Effect.Success<ReturnType<typeof memoryStore>>
 
@@ -66,8 +67,6 @@ const twoInstances = (label: string) =>
     return { a, aView, b, shared, store }
   })
 
-/** Lets every fiber woken so far run to its next wait. */
-const settle = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow(), { discard: true })
 
 /**
  * Runs the fibers to their end: scheduler turns first, then the `TestClock` forward 10 ms at a time (each

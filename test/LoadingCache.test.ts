@@ -27,6 +27,7 @@ import { view } from "./support/entities.js"
 import { Item, makeSource, type Source, SourceDown } from "./support/loadingSource.js"
 import { cleanNamespaceOnClose, rawRedis, uniqueNamespace, withRedis } from "./support/redis.js"
 import { waitFor } from "./support/wait.js"
+import { settle, until } from "./support/turns.js"
 
 type Entry = LoadingCache.Entry<Item>
 type Tier = Cache.Cache<string, Entry, unknown>
@@ -34,15 +35,7 @@ type Freshness = LoadingCache.FreshnessOptions<string, Item>
 
 const unique = (label: string) => `lc-${label}-${Math.random().toString(36).slice(2, 8)}`
 
-/** Lets every fiber woken so far run to its next wait. */
-const settle = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow(), { discard: true })
 
-/** Scheduler turns until `condition` holds (no time passes); fails the test if it never does. */
-const until = (condition: () => boolean, what = "condition") =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 500 && !condition(); i++) yield* Effect.yieldNow()
-    expect(condition(), what).toBe(true)
-  })
 
 /** Whether a forked fiber has finished. */
 const isDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) => Effect.map(fiber.poll, Option.isSome)

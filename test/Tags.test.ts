@@ -23,6 +23,7 @@ import * as LruCache from "../src/LruCache.js"
 import { Endpoint, type Message } from "../src/internal/busEndpoint.js"
 import { LocalLedger, type Ledger, TagClock, unseen } from "../src/internal/tags.js"
 import { type Item, makeSource, type Source, SourceDown } from "./support/loadingSource.js"
+import { settle, until } from "./support/turns.js"
 
 type Entry = LoadingCache.Entry<Item>
 type Tier = Cache.Cache<string, Entry, unknown>
@@ -32,15 +33,7 @@ const project = (item: Item): ReadonlyArray<string> => [item.text.split("/")[0]!
 
 const unique = (label: string) => `tags-${label}-${Math.random().toString(36).slice(2, 8)}`
 
-/** Lets every fiber woken so far run to its next wait. */
-const settle = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow(), { discard: true })
 
-/** Scheduler turns until `condition` holds (no time passes); fails the test if it never does. */
-const until = (condition: () => boolean, what = "condition") =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 500 && !condition(); i++) yield* Effect.yieldNow()
-    expect(condition(), what).toBe(true)
-  })
 
 /**
  * A bus whose use of the tag ledger is counted, and that can be made to fail it or to miss tag messages (as a
