@@ -434,57 +434,55 @@ class Freshness<K, A, E> {
 
   /** `entries`, once the nearest tier was read (and the positions of its entries' tags known, if they can be). */
   private entriesFrom(keys: ReadonlyArray<K>, near: ReadonlyMap<K, Entry<A>>): Effect.Effect<ReadonlyMap<K, Entry<A>>, E | LoadTimeout> {
-    {
-      const now = this.now()
-      const answers = new Map<K, Entry<A>>()
-      const missing: Array<K> = []
-      const holding = new Map<K, Entry<A>>()
-      for (const key of keys) {
-        const entry = near.get(key)
-        if (entry === undefined || (entry.tags !== undefined && !this.tagsHold(entry))) missing.push(key)
-        else if (now < entry.freshUntil) {
-          if (entry.absent === true) this.metrics.unsafeNegativeHit()
-          answers.set(key, entry)
-        } else if (!this.servable(entry, now)) missing.push(key)
-        else if (this.answersStale(key, entry, now)) answers.set(key, entry)
-        else {
-          missing.push(key)
-          holding.set(key, entry)
-        }
+    const now = this.now()
+    const answers = new Map<K, Entry<A>>()
+    const missing: Array<K> = []
+    const holding = new Map<K, Entry<A>>()
+    for (const key of keys) {
+      const entry = near.get(key)
+      if (entry === undefined || (entry.tags !== undefined && !this.tagsHold(entry))) missing.push(key)
+      else if (now < entry.freshUntil) {
+        if (entry.absent === true) this.metrics.unsafeNegativeHit()
+        answers.set(key, entry)
+      } else if (!this.servable(entry, now)) missing.push(key)
+      else if (this.answersStale(key, entry, now)) answers.set(key, entry)
+      else {
+        missing.push(key)
+        holding.set(key, entry)
       }
-      if (missing.length === 0) return Effect.succeed(answers)
-      for (const [key, entry] of holding) this.held.set(key, entry)
-      const release = Effect.sync(() => {
-        for (const [key, entry] of holding) if (this.held.get(key) === entry) this.held.delete(key)
-      })
-      const loaded = this.core.loadMany(missing).pipe(
-        Effect.matchEffect({
-          onFailure: (error) => {
-            const now = this.now()
-            if (!this.settings.failSafe || missing.some((key) => !this.servable(holding.get(key), now))) {
-              return Effect.fail(error)
-            }
-            return Effect.sync(() => {
-              this.activateFailSafe(missing.filter((key) => !this.isThrottled(key, now)))
-              for (const [key, entry] of holding) answers.set(key, this.servedStale(entry).pipe(Option.getOrThrow))
-              return answers
-            })
-          },
-          onSuccess: (found) => {
-            const gone: Array<K> = []
-            for (const key of missing) {
-              const entry = found.get(key)
-              if (entry !== undefined) answers.set(key, this.counted(Option.some(entry), key).pipe(Option.getOrThrow))
-              else if (holding.has(key)) gone.push(key)
-            }
-            // Gone from the source while stale copies of them are held: those must go.
-            return gone.length === 0 ? Effect.succeed(answers) : Effect.as(this.core.drop(gone), answers)
-          }
-        }),
-        Effect.ensuring(release)
-      )
-      return loaded
     }
+    if (missing.length === 0) return Effect.succeed(answers)
+    for (const [key, entry] of holding) this.held.set(key, entry)
+    const release = Effect.sync(() => {
+      for (const [key, entry] of holding) if (this.held.get(key) === entry) this.held.delete(key)
+    })
+    const loaded = this.core.loadMany(missing).pipe(
+      Effect.matchEffect({
+        onFailure: (error) => {
+          const now = this.now()
+          if (!this.settings.failSafe || missing.some((key) => !this.servable(holding.get(key), now))) {
+            return Effect.fail(error)
+          }
+          return Effect.sync(() => {
+            this.activateFailSafe(missing.filter((key) => !this.isThrottled(key, now)))
+            for (const [key, entry] of holding) answers.set(key, this.servedStale(entry).pipe(Option.getOrThrow))
+            return answers
+          })
+        },
+        onSuccess: (found) => {
+          const gone: Array<K> = []
+          for (const key of missing) {
+            const entry = found.get(key)
+            if (entry !== undefined) answers.set(key, this.counted(Option.some(entry), key).pipe(Option.getOrThrow))
+            else if (holding.has(key)) gone.push(key)
+          }
+          // Gone from the source while stale copies of them are held: those must go.
+          return gone.length === 0 ? Effect.succeed(answers) : Effect.as(this.core.drop(gone), answers)
+        }
+      }),
+      Effect.ensuring(release)
+    )
+    return loaded
   }
 
   private decide(key: K, entry: Entry<A> | undefined): Effect.Effect<Option.Option<Entry<A>>, E | LoadTimeout> {

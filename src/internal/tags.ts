@@ -19,8 +19,7 @@ import type * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
-import type { TagPositions } from "../InvalidationBus.js"
-import { TagLedgerError } from "../InvalidationBus.js"
+import type { TagLedgerError, TagPositions } from "../InvalidationBus.js"
 
 /** Where tag invalidations are ordered: the bus's (Redis, or a hub's), or this instance's alone. */
 export interface Ledger {
@@ -200,6 +199,3 @@ export const tagsOf = <A>(of: ((value: A) => Iterable<string>) | undefined, valu
   const tags = Array.from(new Set(of(value)))
   return tags.length === 0 ? undefined : tags
 }
-
-/** The error of an unreadable ledger's reply. */
-export const ledgerError = (reason: string) => new TagLedgerError({ reason })
