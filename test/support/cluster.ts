@@ -4,18 +4,21 @@
  * node says `cluster_state:ok`. Every process is killed by pid when the scope closes — also when the test fails
  * or times out — and on the test process's exit, as a last resort. Nothing is kept on disk beyond a temporary
  * directory for the nodes' cluster files, removed with the scope.
+ *
+ * With `tls`, the nodes speak TLS only (`--port 0 --tls-port …`), on the cluster bus and replication links too,
+ * and the helper's probes and `redis-cli` trust the test CA: see `TestTls`.
  */
 import { afterAll, beforeAll } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
-import { Cluster, Redis } from "ioredis"
+import { Cluster, Redis, type RedisOptions } from "ioredis"
 
 /** One node of a test cluster. */
 export interface ClusterNode {
@@ -51,6 +54,50 @@ process.once("exit", () => {
   for (const child of running) child.kill("SIGKILL")
 })
 
+/**
+ * A `redis-server` started with `args`, killed (SIGKILL, by pid) when the scope closes, also when the test fails
+ * or times out, and on the test process's exit as a last resort.
+ */
+export const redisServer = (args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const started = spawn("redis-server", [...args], { stdio: "ignore" })
+      running.add(started)
+      return started
+    }),
+    (started) =>
+      Effect.async<void>((resume) => {
+        running.delete(started)
+        if (started.exitCode !== null || started.signalCode !== null) return resume(Effect.void)
+        started.once("exit", () => resume(Effect.void))
+        started.kill("SIGKILL")
+      }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+  )
+
+/**
+ * TLS for test servers: PEM files (paths) of the server's certificate and key, and of the CA that signed it,
+ * which the helper's probes and `redis-cli` trust. Clients are not asked for certificates.
+ */
+export interface TestTls {
+  readonly cert: string
+  readonly key: string
+  readonly ca: string
+}
+
+/** The `redis-server` arguments that serve TLS on `port`, and only TLS (`--port 0`). */
+export const tlsServerArgs = (tls: TestTls, port: number): ReadonlyArray<string> => [
+  "--port", "0",
+  "--tls-port", String(port),
+  "--tls-cert-file", tls.cert,
+  "--tls-key-file", tls.key,
+  "--tls-ca-cert-file", tls.ca,
+  "--tls-auth-clients", "no"
+]
+
+/** How the helper's probes reach a node: plain TCP, or TLS trusting the test CA (checking the server's name). */
+const probeOptions = (tls: TestTls | undefined): Partial<RedisOptions> =>
+  tls === undefined ? {} : { tls: { ca: readFileSync(tls.ca) } }
+
 /** Whether `port` can be listened on at loopback now. */
 const isFree = (port: number) =>
   Effect.async<boolean>((resume) => {
@@ -79,10 +126,21 @@ const run = promisify(execFile)
 /** A real-time pause: the helper waits for processes, whatever clock the test runs its effects on. */
 const pause = (millis: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, millis)))
 
-/** `INFO`-style lines of `CLUSTER INFO` / `INFO replication` of one node, or undefined when it does not answer. */
-const clusterCommand = (port: number, ...args: Array<string>) =>
+/**
+ * The reply to one command on a node of its own connection (`connection` adds a password or TLS), as text, or
+ * undefined when the node does not answer.
+ */
+export const probeNode = (port: number, connection: Partial<RedisOptions>, ...args: Array<string>) =>
   Effect.promise(async () => {
-    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    const probe = new Redis({
+      port,
+      host: "127.0.0.1",
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: 1_000,
+      ...connection
+    })
     probe.on("error", () => {})
     try {
       await probe.connect()
@@ -97,12 +155,21 @@ const clusterCommand = (port: number, ...args: Array<string>) =>
 /**
  * Starts a cluster of `masters` masters with `replicas` replicas each, stopped with the scope. `serverArgs` are
  * passed to every `redis-server` after the helper's own (e.g. `--repl-diskless-sync-delay 0`, so that replicas
- * sync at once instead of after Redis's default 5 s).
+ * sync at once instead of after Redis's default 5 s). With `tls`, every node serves TLS only, on the ports of
+ * `nodes` (clients and the cluster bus alike: `--tls-cluster yes --tls-replication yes`).
  */
 export const testCluster = (
-  options: { readonly masters?: number; readonly replicas?: number; readonly serverArgs?: ReadonlyArray<string> } = {}
+  options: {
+    readonly masters?: number
+    readonly replicas?: number
+    readonly serverArgs?: ReadonlyArray<string>
+    readonly tls?: TestTls
+  } = {}
 ) =>
   Effect.gen(function*() {
+    const tls = options.tls
+    const probe = probeOptions(tls)
+    const clusterCommand = (port: number, ...args: Array<string>) => probeNode(port, probe, ...args)
     const masters = options.masters ?? 3
     const replicas = options.replicas ?? 0
     const count = masters * (1 + replicas)
@@ -114,30 +181,17 @@ export const testCluster = (
     const nodes: Array<ClusterNode> = []
     for (let i = 0; i < count; i++) {
       const port = yield* clusterPort(taken)
-      const child = yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          const started = spawn("redis-server", [
-            "--port", String(port),
-            "--bind", "127.0.0.1",
-            "--cluster-enabled", "yes",
-            "--cluster-config-file", join(directory, `nodes-${port}.conf`),
-            "--cluster-node-timeout", "1000",
-            "--dir", directory,
-            "--save", "",
-            "--appendonly", "no",
-            ...(options.serverArgs ?? [])
-          ], { stdio: "ignore" })
-          running.add(started)
-          return started
-        }),
-        (started) =>
-          Effect.async<void>((resume) => {
-            running.delete(started)
-            if (started.exitCode !== null || started.signalCode !== null) return resume(Effect.void)
-            started.once("exit", () => resume(Effect.void))
-            started.kill("SIGKILL")
-          }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
-      )
+      const child = yield* redisServer([
+        ...(tls === undefined ? ["--port", String(port)] : [...tlsServerArgs(tls, port), "--tls-cluster", "yes", "--tls-replication", "yes"]),
+        "--bind", "127.0.0.1",
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", join(directory, `nodes-${port}.conf`),
+        "--cluster-node-timeout", "1000",
+        "--dir", directory,
+        "--save", "",
+        "--appendonly", "no",
+        ...(options.serverArgs ?? [])
+      ])
       nodes.push({
         port,
         pid: child.pid!,
@@ -161,6 +215,7 @@ export const testCluster = (
     }
     yield* Effect.promise(() =>
       run("redis-cli", [
+        ...(tls === undefined ? [] : ["--tls", "--cacert", tls.ca]),
         "--cluster", "create",
         ...nodes.map((node) => `127.0.0.1:${node.port}`),
         "--cluster-replicas", String(replicas),
