@@ -359,6 +359,13 @@ log("Redis Cluster: round trips and the sharded bus …")
   sections.push(await runCluster())
 }
 
+// W-TinyLFU against the exact LRU: hit ratios on the literature's traces, speed, memory (bench/hitRatio.ts).
+log("W-TinyLFU against LRU …")
+{
+  const { runHitRatio } = await import("./hitRatio.js")
+  sections.push(await runHitRatio())
+}
+
 // Side by side with other multi-level caches: every workload in a child process of its own (bench/peers.ts).
 log("Side by side with bentocache, cacheable, cache-manager, async-cache-dedupe …")
 {

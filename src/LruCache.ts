@@ -20,8 +20,16 @@ import { validateCapacity, validateTimeToLive } from "./internal/options.js"
  * @category models
  */
 export interface Options<V = unknown> {
-  /** The most entries held; a write beyond it evicts the least recently used entry. */
+  /** The most entries held; a write beyond it evicts the least recently used entry (see `eviction`). */
   readonly capacity: number
+  /**
+   * How a full tier chooses what to keep. `"lru"` (the default): exact least-recently-used. `"tinyLfu"`:
+   * Caffeine's W-TinyLFU — new entries pass through a small LRU window, and enter the main region only if a
+   * frequency sketch says they are asked for more often than the entry they would push out; the window's size
+   * adapts to the workload (hill climbing). It keeps popular entries through scans and loops that flush an LRU
+   * (hit ratios on the literature's traces in BENCHMARKS.md), at a cost per hit (the sketch's counters).
+   */
+  readonly eviction?: "lru" | "tinyLfu"
   /** How long an entry lives after it was written, unless the write gives its own. Default: forever. */
   readonly timeToLive?: Duration.DurationInput
   /**
@@ -67,6 +75,7 @@ export const make = <K, V>(options: Options<V>): Effect.Effect<Cache<K, V>, Caus
       name,
       capacity,
       recency: true,
+      eviction: options.eviction ?? "lru",
       defaultTimeToLive,
       clock,
       metrics,

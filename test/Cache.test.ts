@@ -9,11 +9,20 @@ import { conformance } from "./support/conformance.js"
 import { type Versioned, versionedConformance } from "./support/versionedConformance.js"
 
 conformance("LruCache", (name) => LruCache.make<string, string>({ capacity: 100, name }))
+conformance("LruCache, tinyLfu", (name) => LruCache.make<string, string>({ capacity: 100, name, eviction: "tinyLfu" }))
 conformance("TtlCache", (name) => TtlCache.make<string, string>({ timeToLive: "1 hour", name }))
 // Versioned, every value at one version: each write replaces the last, as in a plain tier.
 conformance("LruCache, versioned", (name) => LruCache.make<string, string>({ capacity: 100, name, version: () => 1 }))
 versionedConformance("LruCache, versioned", (name) =>
   LruCache.make<string, Versioned>({ capacity: 100, name, version: (value) => value.version, tombstoneTimeToLive: "1 minute" }))
+versionedConformance("LruCache, versioned, tinyLfu", (name) =>
+  LruCache.make<string, Versioned>({
+    capacity: 100,
+    name,
+    eviction: "tinyLfu",
+    version: (value) => value.version,
+    tombstoneTimeToLive: "1 minute"
+  }))
 conformance("MultiLevelCache", (name) =>
   Effect.gen(function*() {
     const l1 = yield* LruCache.make<string, string>({ capacity: 100, name: `${name}-l1` })

@@ -306,4 +306,83 @@ describe("LruCache", () => {
       const stats = yield* CacheMetrics.stats({ cache: name, tier: "lru" })
       expect(stats).toMatchObject({ invalidations: 2_000, expirations: 1, evictions: 0, size: 0 })
     }))
+
+  it.effect.prop(
+    "eviction tinyLfu: every read is the key's last write (unexpired) or a miss, and it never holds more than its capacity",
+    [fc.integer({ min: 1, max: 8 }), fc.array(op, { maxLength: 150 })],
+    ([capacity, ops]) =>
+      Effect.gen(function*() {
+        const cache = yield* LruCache.make<number, number>({ capacity, eviction: "tinyLfu", name: "tinylfu-model" })
+        // What each key last held and until when; which keys the policy keeps is its own business.
+        const last = new Map<number, { readonly value: number; readonly until: number }>()
+        let now = 0
+        const wrote = (k: number, v: number, own: number | undefined) => {
+          if (own !== undefined && own <= 0) last.delete(k)
+          else last.set(k, { value: v, until: now + (own ?? Infinity) })
+        }
+        const allowed = (k: number, found: number | undefined) => {
+          const held = last.get(k)
+          if (found === undefined) return true
+          return held !== undefined && held.until > now && held.value === found
+        }
+        for (const step of ops) {
+          switch (step.op) {
+            case "get":
+            case "getOption": {
+              const found = Option.getOrUndefined(yield* cache.getOption(step.key))
+              expect(allowed(step.key, found)).toBe(true)
+              break
+            }
+            case "getMany": {
+              const found = yield* cache.getMany(step.keys)
+              for (const k of step.keys) expect(allowed(k, found.get(k))).toBe(true)
+              break
+            }
+            case "set":
+              yield* cache.set(step.key, step.value, options(step.ttl))
+              wrote(step.key, step.value, step.ttl)
+              // A write is kept at once (in the window), whatever the policy later decides.
+              if (step.ttl === undefined || step.ttl > 0) expect(yield* cache.getOption(step.key)).toStrictEqual(Option.some(step.value))
+              break
+            case "setMany":
+              yield* cache.setMany(step.entries, options(step.ttl))
+              for (const [k, v] of step.entries) wrote(k, v, step.ttl)
+              break
+            case "invalidate":
+              yield* cache.invalidate(step.key)
+              last.delete(step.key)
+              expect(yield* cache.getOption(step.key)).toStrictEqual(Option.none())
+              break
+            case "invalidateAll":
+              yield* cache.invalidateAll
+              last.clear()
+              expect(yield* cache.size).toBe(0)
+              break
+            case "advance":
+              yield* TestClock.adjust(Duration.millis(step.millis))
+              now += step.millis
+              break
+          }
+          expect(yield* cache.size).toBeLessThanOrEqual(capacity)
+        }
+      }),
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it.effect("eviction tinyLfu: keeps a hot set through a scan that flushes the LRU", () =>
+    Effect.gen(function*() {
+      const hot = Array.from({ length: 50 }, (_, i) => `hot-${i}`)
+      const run = (eviction: "lru" | "tinyLfu") =>
+        Effect.gen(function*() {
+          const cache = yield* LruCache.make<string, number>({ capacity: 100, eviction, name: `scan-${eviction}` })
+          for (let round = 0; round < 20; round++) {
+            for (const key of hot) if (Option.isNone(yield* cache.getOption(key))) yield* cache.set(key, round)
+          }
+          // A scan of 500 keys read once each (a report, a batch job).
+          for (let i = 0; i < 500; i++) if (Option.isNone(yield* cache.getOption(`scan-${i}`))) yield* cache.set(`scan-${i}`, i)
+          return (yield* cache.getMany(hot)).size
+        })
+      expect(yield* run("lru")).toBe(0)
+      expect(yield* run("tinyLfu")).toBeGreaterThanOrEqual(45)
+    }))
 })

@@ -1,6 +1,7 @@
 /**
  * The `Cache` service shared by the in-memory tiers (`LruCache`, `TtlCache`): expiry, metrics, versioning and
- * the Effect wrappers, over an `LruMap`.
+ * the Effect wrappers, over an `LruMap` (exact LRU) or a `TinyLfu` (W-TinyLFU admission), which offer the same
+ * slot surface.
  *
  * An entry is the map's slot and nothing more: the value sits in the map's values, and the instant it stops
  * being served (and, in a versioned tier, its version) in the map's per-slot numbers. No wrapper object per
@@ -17,6 +18,7 @@ import { CacheMiss } from "../Cache.js"
 import type { CacheMetrics } from "../CacheMetrics.js"
 import { Answer } from "./answer.js"
 import { LruMap } from "./lruMap.js"
+import { TinyLfu } from "./tinyLfu.js"
 import { entryTimeToLive } from "./options.js"
 import { notFound, type SyncRead, syncRead } from "./syncRead.js"
 
@@ -35,6 +37,15 @@ const expiryNumber = 0
 /** …and, in a versioned tier, its version: the value's, or the one a tombstone or a floor refuses writes below. */
 const versionNumber = 1
 
+/** What the tier needs of its map: the slot surface `LruMap` and `TinyLfu` share. */
+type SlotMap<K, V> = Pick<
+  LruMap<K, V>,
+  "touch" | "slotOf" | "valueAt" | "numberAt" | "setNumber" | "set" | "delete" | "deleteWhere" | "clear" | "size"
+>
+
+/** How a full tier chooses what to keep: exact LRU, or W-TinyLFU (admission by frequency, `TinyLfu`). */
+export type Eviction = "lru" | "tinyLfu"
+
 /** An in-memory tier: the `Cache`, and the sweep that `TtlCache` runs in the background. */
 export interface MemoryTier<K, V> {
   readonly cache: Cache<K, V>
@@ -52,6 +63,11 @@ export const make = <K, V>(options: {
   readonly capacity: number
   /** Whether a read marks its entry most recently used (LRU eviction); without it, only writes do. */
   readonly recency: boolean
+  /**
+   * The eviction policy. Default: `"lru"`. `"tinyLfu"` needs `recency` (a read is what its frequency sketch
+   * counts).
+   */
+  readonly eviction?: Eviction
   readonly defaultTimeToLive: number
   readonly clock: Clock.Clock
   readonly metrics: CacheMetrics
@@ -69,7 +85,10 @@ export const make = <K, V>(options: {
       else metrics.unsafeEviction()
     }
     : undefined
-  const entries = new LruMap<K, V | typeof absent>(options.capacity, onEvict, versioning === undefined ? 1 : 2)
+  const numbers = versioning === undefined ? 1 : 2
+  const entries: SlotMap<K, V | typeof absent> = options.eviction === "tinyLfu"
+    ? new TinyLfu<K, V | typeof absent>(options.capacity, onEvict, numbers)
+    : new LruMap<K, V | typeof absent>(options.capacity, onEvict, numbers)
 
   /** Removes the expired entry of `key`, counted. */
   const expire = (key: K): void => {
