@@ -62,7 +62,10 @@
  * owner's numbers, arrays that grow with the entries and are dropped by `clear`), except that the slots hold
  * three circular doubly linked lists, one per region, each closed by a sentinel slot (slots 0, 1 and 2), so
  * linking and unlinking need no head or tail special cases; and that a slot's links share four words of one
- * `Int32Array` with its key hash and its region, so that a hit reads one cache line for all of them.
+ * `Int32Array` with its key hash and its region, so that a hit reads one cache line for all of them. The slot
+ * and key-index methods (`slotOf`, `valueAt`, `numberAt`, `setNumber`, …) repeat `LruMap`'s rather than share a
+ * base class with it: each class's hot methods then see one object shape. Whether a shared base would cost
+ * anything on `LruMap`'s hits has not been measured yet.
  *
  * @internal
  */
