@@ -134,3 +134,14 @@ export const formatNanos = (opsPerSecond: number): string => {
   const ns = 1e9 / opsPerSecond
   return ns >= 1e6 ? `${(ns / 1e6).toFixed(2)} ms` : ns >= 1e3 ? `${(ns / 1e3).toFixed(2)} µs` : `${ns.toFixed(0)} ns`
 }
+
+/**
+ * Heap plus array buffers in use, after two garbage collections (`gc`, from `--expose-gc`): a single one leaves
+ * some of what was just dropped counted in some runs.
+ */
+export const heapInUse = (gc: () => void): number => {
+  gc()
+  gc()
+  const usage = process.memoryUsage()
+  return usage.heapUsed + usage.arrayBuffers
+}

@@ -19,8 +19,8 @@ import { gunzipSync } from "node:zlib"
 import { LRUCache } from "lru-cache"
 import { LruMap } from "../src/internal/lruMap.js"
 import { TinyLfu } from "../src/internal/tinyLfu.js"
-import { type Case, measure, median, random, ratioPerRound, type Result, zipf } from "./harness.js"
-import { runLruMemory } from "./lru.js"
+import { type Case, heapInUse, measure, median, random, ratioPerRound, type Result } from "./harness.js"
+import { CAPACITY, OPS, runLruMemory, workloadIds } from "./lru.js"
 import { machine, nodeArgs, ratio, root, table, versionOf } from "./report.js"
 
 const traces = join(root, "..", "shared", "traces")
@@ -110,9 +110,6 @@ const hitRatios = (): string => {
   )
 }
 
-const CAPACITY = 100_000
-const KEYS = 1_000_000
-const OPS = 2_000_000
 
 interface Structure<K> {
   get(key: K): unknown
@@ -130,17 +127,7 @@ const implementations: ReadonlyArray<{ readonly name: string; readonly make: () 
  * key objects of its own (equal values), built before its rounds.
  */
 const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<{ workload: string; results: Array<Result> }>> => {
-  const next = random(7)
-  const space = Int32Array.from({ length: KEYS }, (_, i) => i)
-  for (let i = KEYS - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1))
-    const t = space[i]!
-    space[i] = space[j]!
-    space[j] = t
-  }
-  const heldIds = space.slice(0, CAPACITY)
-  const hitPicks = Int32Array.from({ length: OPS }, () => Math.floor(next() * CAPACITY))
-  const zipfIds = zipf(KEYS, 0.99, OPS)
+  const { heldIds, hitPicks, zipfIds } = workloadIds()
 
   const getHit: Array<Case> = implementations.map((impl) => {
     const held = Array.from(heldIds, keyOf)
@@ -183,14 +170,9 @@ const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<{
 /** Bytes per entry of a full `TinyLfu` (1e5 integer keys, small-integer values), as bench/lru.ts measures. */
 const probeTinyLfu = (): number => {
   const gc = (globalThis as { gc?: () => void }).gc!
-  const used = () => {
-    // Twice: after a single collection, 1 to 2 MiB of the arrays the structure outgrew (its index, its sketch)
-    // were still counted in some runs (measured: 68, 79 or 89 bytes per entry); after two, in none.
-    gc()
-    gc()
-    const usage = process.memoryUsage()
-    return usage.heapUsed + usage.arrayBuffers
-  }
+  // Two collections (see `heapInUse`): after one, 1 to 2 MiB of the arrays the structure outgrew (its index, its
+  // sketch) were still counted in some runs (measured: 68, 79 or 89 bytes per entry); after two, in none.
+  const used = () => heapInUse(gc)
   const before = used()
   const map = new TinyLfu<number, number>(CAPACITY)
   for (let i = 0; i < CAPACITY; i++) map.set(i, i)

@@ -14,9 +14,29 @@ import * as LruCache from "../src/LruCache.js"
 import { type Case, measure, median, random, type Result, zipf } from "./harness.js"
 import { nodeArgs } from "./report.js"
 
-const CAPACITY = 100_000
-const KEYS = 1_000_000
-const OPS = 2_000_000
+/** The sizes of the structure workloads: capacity, key space, operations per round (shared with bench/hitRatio.ts). */
+export const CAPACITY = 100_000
+export const KEYS = 1_000_000
+export const OPS = 2_000_000
+
+/**
+ * The ids of the structure workloads, drawn with a fixed seed: the held keys (1e5 distinct keys of the 1e6-key
+ * space, as a cache holds after running a while), the get-hit picks among them (uniform: almost every hit moves
+ * its entry to the front, the costly case), and the Zipf ids of the mix.
+ */
+export const workloadIds = () => {
+  const next = random(7)
+  const space = Int32Array.from({ length: KEYS }, (_, i) => i)
+  for (let i = KEYS - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1))
+    const t = space[i]!
+    space[i] = space[j]!
+    space[j] = t
+  }
+  const heldIds = space.slice(0, CAPACITY)
+  const hitPicks = Int32Array.from({ length: OPS }, () => Math.floor(next() * CAPACITY))
+  return { heldIds, hitPicks, zipfIds: zipf(KEYS, 0.99, OPS) }
+}
 
 interface Lru<K> {
   get(key: K): unknown
@@ -42,19 +62,7 @@ export interface WorkloadResult {
  * slows every other structure that reads them afterwards (measured: up to 1.7× on our string get-hit).
  */
 const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<WorkloadResult>> => {
-  const next = random(7)
-  // The held keys: 1e5 distinct keys drawn from the 1e6-key space, as a cache holds after running a while.
-  const space = Int32Array.from({ length: KEYS }, (_, i) => i)
-  for (let i = KEYS - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1))
-    const t = space[i]!
-    space[i] = space[j]!
-    space[j] = t
-  }
-  const heldIds = space.slice(0, CAPACITY)
-  // Uniform over the held keys: almost every hit moves its entry to the front, the costly case.
-  const hitPicks = Int32Array.from({ length: OPS }, () => Math.floor(next() * CAPACITY))
-  const zipfIds = zipf(KEYS, 0.99, OPS)
+  const { heldIds, hitPicks, zipfIds } = workloadIds()
 
   /** The cases of one workload, each implementation with its own keys (`keys` builds them). */
   const cases = <S>(

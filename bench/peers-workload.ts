@@ -13,7 +13,7 @@ import * as Fiber from "effect/Fiber"
 import type { Redis } from "ioredis"
 import { writeFileSync } from "node:fs"
 import { pathToFileURL } from "node:url"
-import { random, rounds, zipf } from "./harness.js"
+import { heapInUse, random, rounds, zipf } from "./harness.js"
 import { type Measured, measureAll, type PeerCase, runWorkers } from "./peers-harness.js"
 import {
   type BuildOptions,
@@ -424,12 +424,7 @@ const probeMemory = async (subject: string, run: string): Promise<number> => {
     // One write first, so that connections and lazily loaded code exist before the first reading.
     if (library !== undefined) await library.set("m-warm", valueOf("m-warm"))
     await sleep(200)
-    const used = () => {
-      gc()
-      gc()
-      const usage = process.memoryUsage()
-      return usage.heapUsed + usage.arrayBuffers
-    }
+    const used = () => heapInUse(gc)
     const before = used()
     if (library === undefined) for (let i = 0; i < n; i++) map.set(keys[i]!, values[i]!)
     else await runWorkers(64, n, (i) => library.set(keys[i]!, values[i]!))
