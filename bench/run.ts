@@ -111,7 +111,7 @@ ${table([`write ${FEW} entries, then clear`, "time"], clearing.map((r) => [r.nam
 log("LruCache.get in a fiber …")
 const effectHit = await runEffectHit()
 const [ourGet, effectGet] = effectHit.versusEffect as [Result, Result]
-const [metricsOn, metricsOff] = effectHit.metrics as [Result, Result]
+const [metricsOn, metricsOff, multiOn, multiOff] = effectHit.metrics as [Result, Result, Result, Result]
 const [floorGet, floorGetTtl, floor, loadingGet, taggedGet] = effectHit.versusFloor as [Result, Result, Result, Result, Result]
 // Time ratios: the floor's throughput over a case's is the case's time over the floor's, per round.
 const overFloor = (r: Result) => ratioPerRound(floor, [r])
@@ -146,17 +146,21 @@ ${
 
 ## Metrics on the hit path
 
-The same \`LruCache.get\` loop with metrics on (the default) and with \`metrics: false\`. Target: ≤ 25 % slower on.
+The same loop over an \`LruCache.get\`, and over a \`MultiLevelCache.get\` answered by its L1 (two \`LruCache\`
+tiers; every key in L1), with metrics on (the default) and with \`metrics: false\`. On, the multi-level hit counts in
+the L1's counters and times one read in 64 into \`cache_tier_duration_ms\` (two clock readings and a histogram
+update). Target: ≤ 10 % slower on.
 
 ${
-  table(["case", "time per get"], [
-    ["metrics on", formatNanos(metricsOn.opsPerSecond)],
-    ["metrics off", formatNanos(metricsOff.opsPerSecond)]
+  table(["case", "time per get", "on ÷ off"], [
+    ["`LruCache.get`, metrics on", formatNanos(metricsOn.opsPerSecond), `**+${((ratioPerRound(metricsOff, [metricsOn]) - 1) * 100).toFixed(1)} %**`],
+    ["`LruCache.get`, metrics off", formatNanos(metricsOff.opsPerSecond), ""],
+    ["`MultiLevelCache.get` (L1 hit), metrics on", formatNanos(multiOn.opsPerSecond), `**+${((ratioPerRound(multiOff, [multiOn]) - 1) * 100).toFixed(1)} %**`],
+    ["`MultiLevelCache.get` (L1 hit), metrics off", formatNanos(multiOff.opsPerSecond), ""]
   ])
 }
 
-Metrics on cost **${((ratioPerRound(metricsOff, [metricsOn]) - 1) * 100).toFixed(1)} %** per hit (median over
-rounds of the time ratio, on ÷ off).
+The cost is the median over rounds of the time ratio, on ÷ off, measured in the same rounds.
 `)
 
 const verdict = (met: boolean): string => (met ? "meets the target" : "**misses the target**")

@@ -136,8 +136,18 @@ const names = {
   failSafeActivations: "cache_fail_safe_activations",
   softTimeouts: "cache_soft_timeouts",
   hardTimeouts: "cache_hard_timeouts",
-  negativeHits: "cache_negative_hits"
+  negativeHits: "cache_negative_hits",
+  tierDuration: "cache_tier_duration_ms",
+  breakerOpen: "cache_breaker_open",
+  busPublished: "cache_bus_published",
+  busPublishFailures: "cache_bus_publish_failures",
+  busReceived: "cache_bus_received",
+  busInvalidatedKeys: "cache_bus_invalidated_keys",
+  busGaps: "cache_bus_gaps",
+  busLag: "cache_bus_lag_ms"
 } as const
+
+const noop = (): void => {}
 
 /**
  * The metric names used by every cache, tagged with `cache` and `tier` (and `time_unit` for the histogram).
@@ -155,6 +165,31 @@ export const metricNames: typeof names = names
  */
 export const loadDurationBoundaries: MetricBoundaries.MetricBoundaries = MetricBoundaries.exponential({
   start: 0.25,
+  factor: 2,
+  count: 18
+})
+
+/**
+ * Bucket boundaries of `cache_tier_duration_ms`: 1 µs to about 16 s, doubling (an L1 read takes well under a
+ * microsecond, an L2 call a fraction of a millisecond, a load anything up to a timeout).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const tierDurationBoundaries: MetricBoundaries.MetricBoundaries = MetricBoundaries.exponential({
+  start: 0.001,
+  factor: 2,
+  count: 25
+})
+
+/**
+ * Bucket boundaries of `cache_bus_lag_ms`: 0.125 ms to about 16 s, doubling.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const busLagBoundaries: MetricBoundaries.MetricBoundaries = MetricBoundaries.exponential({
+  start: 0.125,
   factor: 2,
   count: 18
 })
@@ -205,6 +240,126 @@ function durationKey(labels: Labels): MetricKey.MetricKey.Histogram {
 }
 
 type CounterHook = MetricHook.MetricHook.Counter<number>
+
+/**
+ * What a tier call did, the `operation` label of `cache_tier_duration_ms`: a read of the tier, a write to it,
+ * or a load from the source below every tier (`tier="loader"`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TierOperation = "read" | "write" | "load"
+
+/**
+ * How a tier call ended, the `outcome` label: a read found something (`hit`) or nothing (`miss`), a write or
+ * a load succeeded (`ok`), or the call failed or timed out (`error`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TierOutcome = "hit" | "miss" | "ok" | "error"
+
+/** The operations and outcomes of a tier (`l1`, `l2`, …), and of the loader. */
+const tierOutcomes: ReadonlyArray<readonly [TierOperation, TierOutcome]> = [
+  ["read", "hit"],
+  ["read", "miss"],
+  ["read", "error"],
+  ["write", "ok"],
+  ["write", "error"]
+]
+const loaderOutcomes: ReadonlyArray<readonly [TierOperation, TierOutcome]> = [
+  ["load", "ok"],
+  ["load", "error"]
+]
+
+function tierDurationKey(labels: Labels, operation: TierOperation, outcome: TierOutcome): MetricKey.MetricKey.Histogram {
+  return tag(MetricKey.histogram(names.tierDuration, tierDurationBoundaries), labels).pipe(
+    MetricKey.tagged("operation", operation),
+    MetricKey.tagged("outcome", outcome)
+  )
+}
+
+/**
+ * The `cache_tier_duration_ms` histogram of one tier of a cache, for one operation and outcome. `labels.tier`
+ * is the tier's position (`"l1"`, `"l2"`, …) or `"loader"`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const tierDuration = (labels: Labels, operation: TierOperation, outcome: TierOutcome): HistogramMetric =>
+  Metric.fromMetricKey(tierDurationKey(labels, operation, outcome))
+
+/**
+ * The `cache_breaker_open` gauge of one tier of a cache: 1 while its circuit breaker is open or half-open
+ * (waiting for a probe to succeed), 0 once closed.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const breakerGauge = (labels: Labels): GaugeMetric => Metric.fromMetricKey(tag(MetricKey.gauge(names.breakerOpen), labels))
+
+/**
+ * The `cache_bus_lag_ms` histogram of an invalidation bus: how long after its publisher sent it a message
+ * arrived, by the publisher's clock against the receiver's (so across machines it includes their clock skew).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const busLag = (namespace: string): HistogramMetric =>
+  Metric.fromMetricKey(tag(MetricKey.histogram(names.busLag, busLagBoundaries), { cache: namespace, tier: "bus" }))
+
+/**
+ * Records one tier's call durations (`cache_tier_duration_ms`) and breaker state (`cache_breaker_open`).
+ * `unsafe*` methods update synchronously.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TierMetrics {
+  /** The cache and tier position its metrics are tagged with. */
+  readonly labels: Labels
+  /** Whether this recorder writes anything. */
+  readonly enabled: boolean
+  /** A call of `operation` ended with `outcome` after `millis`. */
+  unsafeDuration(operation: TierOperation, outcome: TierOutcome, millis: number): void
+  /** The tier's breaker opened (`true`) or closed (`false`). */
+  unsafeBreaker(open: boolean): void
+}
+
+class TierRecorder implements TierMetrics {
+  readonly enabled = true
+  private readonly durations: Record<TierOperation, Partial<Record<TierOutcome, MetricHook.MetricHook.Histogram>>> = {
+    read: {},
+    write: {},
+    load: {}
+  }
+  private readonly breaker: MetricHook.MetricHook.Gauge<number>
+  constructor(readonly labels: Labels) {
+    const registry = Metric.globalMetricRegistry
+    // Only the series this tier can have are registered (and exported at zero).
+    for (const [operation, outcome] of labels.tier === "loader" ? loaderOutcomes : tierOutcomes) {
+      this.durations[operation][outcome] = registry.getHistogram(tierDurationKey(labels, operation, outcome))
+    }
+    this.breaker = registry.getGauge(tag(MetricKey.gauge(names.breakerOpen), labels))
+  }
+  unsafeDuration(operation: TierOperation, outcome: TierOutcome, millis: number): void {
+    this.durations[operation][outcome]?.update(millis)
+  }
+  unsafeBreaker(open: boolean): void {
+    this.breaker.update(open ? 1 : 0)
+  }
+}
+
+/**
+ * The recorder of one tier's durations and breaker (registered at once, like `make`'s), or a recorder of
+ * nothing when `enabled` is false. `labels.tier` is the tier's position, `"l1"`, `"l2"`, … (reads and writes,
+ * and the breaker), or `"loader"` (loads only).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tier = (labels: Labels, enabled = true): TierMetrics =>
+  enabled ? new TierRecorder(labels) : { labels, enabled: false, unsafeDuration: noop, unsafeBreaker: noop }
 
 /**
  * The recorder holds each metric's registry hook, resolved once: an update is then one call on the hook,
@@ -331,8 +486,6 @@ const emptyStats: CacheStats = {
   skips: 0,
   size: 0
 }
-
-const noop = (): void => {}
 
 /**
  * Builds the recorder for one cache and registers its metrics. Recorders for the same labels share the same

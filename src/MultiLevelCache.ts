@@ -12,6 +12,7 @@ import type * as Scope from "effect/Scope"
 import type { Cache } from "./Cache.js"
 import type * as CacheMetrics from "./CacheMetrics.js"
 import * as MultiLevel from "./internal/multiLevel.js"
+import { writeSpan } from "./internal/spans.js"
 
 /**
  * A tier, how long a call to it may take, and when to stop calling it. Whether it is versioned is the tier's
@@ -108,14 +109,16 @@ export const make = <K, V, E, R>(
       get: core.get,
       getOption: core.getOption,
       getMany: core.getMany,
-      set: (key, value, options) => registered([key], (write) => core.store([[key, value]], options, write)),
+      set: (key, value, options) =>
+        writeSpan(registered([key], (write) => core.store([[key, value]], options, write)), core.name, "set", [key]),
       setMany: (entries, options) =>
         Effect.suspend(() => {
           const list = Array.from(entries)
-          return registered(list.map(([key]) => key), (write) => core.store(list, options, write))
+          const keys = list.map(([key]) => key)
+          return writeSpan(registered(keys, (write) => core.store(list, options, write)), core.name, "setMany", keys)
         }),
-      invalidate: (key) => core.drop([key]),
-      invalidateAll: core.drop("all"),
+      invalidate: (key) => writeSpan(core.drop([key]), core.name, "invalidate", [key]),
+      invalidateAll: writeSpan(core.drop("all"), core.name, "invalidateAll", "all"),
       breakers: core.breakers,
       size: core.size
     }

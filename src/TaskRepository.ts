@@ -25,6 +25,7 @@ import * as RedisCache from "./RedisCache.js"
 import * as RedisClient from "./RedisClient.js"
 import { StoreError, Task, TaskId, type TaskInput, TaskNotFound } from "./Task.js"
 import * as TaskStore from "./TaskStore.js"
+import { span } from "./internal/spans.js"
 
 /**
  * The L1 tier of tasks: in memory, per instance.
@@ -135,13 +136,14 @@ export const make = (
       ...(options.unknownOutcomeRecheck === undefined ? {} : { unknownOutcomeRecheck: options.unknownOutcomeRecheck }),
       ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize })
     })
-    const span = (name: string, id: TaskId) => Effect.withSpan(`TaskRepository.${name}`, { captureStackTrace: false, attributes: { id } })
+    // The id is in the span only where keys were asked for (`CacheTracing.withKeys`).
+    const traced = (name: string, id: TaskId) => <A, E, R>(effect: Effect.Effect<A, E, R>) => span(effect, `TaskRepository.${name}`, {}, [id])
     return {
       // No span on reads: an L1 hit costs less than a span. Loads (TaskStore.getMany) and writes have theirs.
       get: (id) => Effect.catchTag(tasks.get(id), "CacheMiss", () => Effect.fail(new TaskNotFound({ id }))),
       getMany: tasks.getMany,
-      save: (input) => tasks.save(input).pipe(span("save", input.id)),
-      delete: (id) => tasks.delete(id).pipe(span("delete", id)),
+      save: (input) => tasks.save(input).pipe(traced("save", input.id)),
+      delete: (id) => tasks.delete(id).pipe(traced("delete", id)),
       metrics: tasks.metrics,
       l2Breaker: Effect.map(tasks.breakers, (states) => states[1]!)
     }

@@ -31,6 +31,7 @@ import * as Schema from "effect/Schema"
 import * as PooledStatement from "./internal/pooledStatement.js"
 import { checkPostgresUrl, postgresUrlProblem } from "./internal/postgresUrl.js"
 import { settle } from "./internal/settle.js"
+import { span } from "./internal/spans.js"
 import { StoreError, Task, TaskId, TaskInput, TaskNotFound } from "./Task.js"
 
 /**
@@ -249,7 +250,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, StoreError, 
      */
     const statement = (operation: keyof typeof queryCounters) => {
       const counter = queryCounters[operation]
-      return <A, E, R>(effect: Effect.Effect<A, E, R>, attributes: Record<string, unknown>) =>
+      // The ids are in the span only where keys were asked for (`CacheTracing.withKeys`): they may be personal.
+      return <A, E, R>(effect: Effect.Effect<A, E, R>, ids: ReadonlyArray<TaskId>) =>
         effect.pipe(
           Effect.onExit((exit) => wasSent(exit) ? Metric.increment(counter) : Effect.void),
           Effect.mapError((cause) =>
@@ -257,7 +259,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, StoreError, 
               ? new StoreError({ operation, cause })
               : new StoreError({ operation, cause, unknownOutcome: true })
           ),
-          Effect.withSpan(`TaskStore.${operation}`, { captureStackTrace: false, attributes })
+          (effect) => span(effect, `TaskStore.${operation}`, { count: ids.length }, ids)
         )
     }
     const getStatement = statement("get")
@@ -300,7 +302,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, StoreError, 
 
     return {
       get: (id) =>
-        getStatement(findById(id), { id }).pipe(
+        getStatement(findById(id), [id]).pipe(
           Effect.flatMap(Option.match({
             onNone: () => Effect.fail(new TaskNotFound({ id })),
             onSome: Effect.succeed
@@ -309,13 +311,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, StoreError, 
       getMany: (ids) =>
         ids.length === 0
           ? Effect.succeed(new Map())
-          : getManyStatement(findByIds(ids), { count: ids.length }).pipe(
+          : getManyStatement(findByIds(ids), ids).pipe(
             Effect.map((tasks) => new Map(tasks.map((task) => [task.id, task])))
           ),
       save: (input) =>
-        Effect.flatMap(DateTime.now, (now) => saveStatement(upsert({ input, now }), { id: input.id })),
+        Effect.flatMap(DateTime.now, (now) => saveStatement(upsert({ input, now }), [input.id])),
       delete: (id) =>
-        Effect.flatMap(DateTime.now, (now) => deleteStatement(deleteById(id, DateTime.toDateUtc(now)), { id })).pipe(
+        Effect.flatMap(DateTime.now, (now) => deleteStatement(deleteById(id, DateTime.toDateUtc(now)), [id])).pipe(
           Effect.flatMap((rows) => rows.length === 0 ? Effect.fail(new TaskNotFound({ id })) : Effect.void)
         )
     } satisfies Service

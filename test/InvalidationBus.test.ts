@@ -1,7 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as CacheMetrics from "../src/CacheMetrics.js"
 import * as InvalidationBus from "../src/InvalidationBus.js"
 import * as RedisClient from "../src/RedisClient.js"
 import { tagLedgerKey } from "../src/internal/redisTagLedger.js"
@@ -55,6 +57,30 @@ describe("InvalidationBus (real Redis pub/sub)", () => {
       expect(a.bus.instanceId).not.toBe(b.bus.instanceId)
     }))
 
+  it.scopedLive("records each message's lag from the publisher's timestamp; a message without one records none", () =>
+    Effect.gen(function*() {
+      const namespace = uniqueNamespace("bus-lag")
+      const a = yield* busWith(namespace)
+      const b = yield* busWith(namespace)
+      const lag = CacheMetrics.busLag(namespace)
+      yield* a.bus.publish(["k"])
+      yield* waitFor(() => b.heard.length === 1)
+      const once = yield* Metric.value(lag)
+      expect(once.count).toBe(1)
+      // Same machine, same clock: between 0 and the time the test has waited.
+      expect(once.sum).toBeGreaterThanOrEqual(0)
+      expect(once.sum).toBeLessThan(5_000)
+      // From a publisher 250 ms behind (an older message, or a clock 250 ms late), and from one without a stamp.
+      const raw = yield* rawRedis()
+      yield* Effect.promise(() => raw.publish(a.bus.channel, JSON.stringify({ from: "old", keys: ["x"], sent: Date.now() - 250 })))
+      yield* Effect.promise(() => raw.publish(a.bus.channel, JSON.stringify({ from: "older", keys: ["y"] })))
+      yield* waitFor(() => b.heard.length === 3 && a.heard.length === 2)
+      // Both instances heard the stamped one (the histogram is the namespace's); nobody timed the other.
+      const after = yield* Metric.value(lag)
+      expect(after.count).toBe(3)
+      expect(after.sum - once.sum).toBeGreaterThanOrEqual(500)
+    }))
+
   it.scopedLive("ignores foreign, malformed and invalid messages on its channel", () =>
     Effect.gen(function*() {
       const namespace = uniqueNamespace("bus-junk")
@@ -78,7 +104,8 @@ describe("InvalidationBus (real Redis pub/sub)", () => {
       yield* server.start
       // ioredis reconnects with a backoff capped at 2 s; each bus resubscribes, then reports the gap.
       yield* waitFor(() => a.heard.includes("gap") && b.heard.includes("gap"), 10_000)
-      expect((yield* a.bus.stats).gaps).toBe(1)
+      // Once per lost subscription: a reconnection that drops again on a busy machine is a second gap.
+      expect((yield* a.bus.stats).gaps).toBeGreaterThanOrEqual(1)
       // And messages flow again.
       yield* a.bus.publish(["after"])
       yield* waitFor(() => b.heard.some((h) => Array.isArray(h) && h[0] === "after"))

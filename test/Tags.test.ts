@@ -176,14 +176,16 @@ describe("tag messages on the bus", () => {
         (effect) => Effect.runFork(effect),
         (message) => (up ? Effect.sync(() => void sent.push(message)) : Effect.fail("down")),
         (key) => key,
-        10
+        10,
+        yield* Effect.clock
       )
       yield* endpoint.publishTags([["x", 3], ["y", 3]])
       yield* endpoint.publishTags([["x", 5]])
       expect((yield* endpoint.stats).pending).toBe(2)
       up = true
       yield* endpoint.flush
-      expect(sent).toStrictEqual([{ from: "me", tags: [["x", 5], ["y", 3]] }])
+      // Stamped with the publisher's clock when sent (TestClock: 0).
+      expect(sent).toStrictEqual([{ from: "me", tags: [["x", 5], ["y", 3]], sent: 0 }])
       expect((yield* endpoint.stats).pending).toBe(0)
       // Heard from another instance: every listener learns the positions.
       const heard: Array<ReadonlyArray<readonly [string, number]>> = []

@@ -5,11 +5,13 @@
  *
  * @internal
  */
+import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import type * as Scope from "effect/Scope"
 import * as CacheMetrics from "../CacheMetrics.js"
 import type { Listener, PublishOptions, Stats } from "../InvalidationBus.js"
+import { attributeNames, span, spanNames } from "./spans.js"
 
 /** A message between instances: keys (never values), tags with their ledger positions, or a request to drop everything. */
 export interface Message<Key> {
@@ -19,6 +21,8 @@ export interface Message<Key> {
   /** The writer could not update the shared tiers for these keys: they may hold older values there. */
   readonly stale?: true
   readonly all?: true
+  /** When the publisher sent it, in milliseconds since the epoch by its clock (for `cache_bus_lag_ms`). */
+  readonly sent?: number
 }
 
 /** Sends one message; fails (or times out) when it could not. */
@@ -31,6 +35,8 @@ export class Endpoint<K, Key> {
   private readonly listeners = new Set<Listener<K>>()
   private readonly local: Record<Counter, number> = { published: 0, publishFailures: 0, received: 0, invalidatedKeys: 0, gaps: 0 }
   private readonly metrics: Record<Counter, ReturnType<typeof CacheMetrics.counter>>
+  private readonly lag: ReturnType<typeof CacheMetrics.busLag>
+  private readonly spanAttributes: Record<string, unknown>
   /**
    * Keys that could not be published, by whether the shared tiers missed them, and tags with their latest
    * position; `all` past `maxPending`.
@@ -43,16 +49,22 @@ export class Endpoint<K, Key> {
     private readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => unknown,
     private readonly send: Send<Key>,
     private readonly decodeKey: (key: Key) => K | undefined,
-    private readonly maxPending: number
+    private readonly maxPending: number,
+    private readonly clock: Clock.Clock
   ) {
     const labels = { cache: namespace, tier: "bus" }
+    const names = CacheMetrics.metricNames
     this.metrics = {
-      published: CacheMetrics.counter("cache_bus_published", labels),
-      publishFailures: CacheMetrics.counter("cache_bus_publish_failures", labels),
-      received: CacheMetrics.counter("cache_bus_received", labels),
-      invalidatedKeys: CacheMetrics.counter("cache_bus_invalidated_keys", labels),
-      gaps: CacheMetrics.counter("cache_bus_gaps", labels)
+      published: CacheMetrics.counter(names.busPublished, labels),
+      publishFailures: CacheMetrics.counter(names.busPublishFailures, labels),
+      received: CacheMetrics.counter(names.busReceived, labels),
+      invalidatedKeys: CacheMetrics.counter(names.busInvalidatedKeys, labels),
+      gaps: CacheMetrics.counter(names.busGaps, labels)
     }
+    this.lag = CacheMetrics.busLag(namespace)
+    // Registered now, so that an exporter lists them at zero before their first event (a rate of 0, not "no data").
+    for (const metric of [...Object.values(this.metrics), this.lag]) metric.unsafeValue(none)
+    this.spanAttributes = { [attributeNames.cache]: namespace }
   }
 
   private count(what: Counter, n = 1): void {
@@ -70,10 +82,14 @@ export class Endpoint<K, Key> {
   receive(message: Message<Key>): void {
     if (message.from === this.instanceId) return
     this.count("received")
+    // Another machine's clock may be ahead of this one's: a negative lag is recorded as none.
+    if (message.sent !== undefined) this.lag.unsafeUpdate(Math.max(0, this.clock.unsafeCurrentTimeMillis() - message.sent), none)
     if (message.all === true) return this.gap()
     if (message.tags !== undefined && message.tags.length > 0) {
       const tags = message.tags
-      for (const listener of this.listeners) if (listener.onTags !== undefined) this.runFork(listener.onTags(tags))
+      for (const listener of this.listeners) {
+        if (listener.onTags !== undefined) this.runFork(this.received(listener.onTags(tags), "tags", tags.length))
+      }
     }
     const keys: Array<K> = []
     for (const raw of message.keys ?? []) {
@@ -83,12 +99,32 @@ export class Endpoint<K, Key> {
     if (keys.length === 0) return
     this.count("invalidatedKeys", keys.length)
     const info = { sharedTiersStale: message.stale === true }
-    for (const listener of this.listeners) this.runFork(listener.onInvalidate(keys, info))
+    for (const listener of this.listeners) this.runFork(this.received(listener.onInvalidate(keys, info), "keys", keys.length, keys))
+  }
+
+  /** A listener's work on a message, in a `cache.bus.receive` span. */
+  private received(work: Effect.Effect<void>, kind: string, size: number, keys?: ReadonlyArray<K>): Effect.Effect<void> {
+    return span(work, spanNames.busReceive, { ...this.spanAttributes, [attributeNames.operation]: kind, [attributeNames.batchSize]: size }, keys)
   }
 
   /** Sends a message; when it cannot be sent its keys are kept for `flush`, and it never fails. */
-  private deliver(message: Message<Key>): Effect.Effect<void> {
-    return Effect.matchEffect(this.send(message), {
+  private deliver(unsent: Message<Key>): Effect.Effect<void> {
+    const kind = unsent.all === true ? "all" : unsent.tags !== undefined ? "tags" : "keys"
+    const size = unsent.keys?.length ?? unsent.tags?.length ?? 0
+    const send = Effect.suspend(() => {
+      const message = { ...unsent, sent: this.clock.unsafeCurrentTimeMillis() }
+      return this.outcome(message, this.send(message))
+    })
+    return span(send, spanNames.busPublish, {
+      ...this.spanAttributes,
+      [attributeNames.operation]: kind,
+      [attributeNames.batchSize]: size
+    }, unsent.all === true ? "all" : unsent.keys)
+  }
+
+  /** Counts a send's outcome; when it failed, its keys are kept for `flush`. */
+  private outcome(message: Message<Key>, send: Effect.Effect<void, unknown>): Effect.Effect<void> {
+    return Effect.matchEffect(send, {
       onFailure: () =>
         Effect.sync(() => {
           this.count("publishFailures")

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { InvalidationBus, TagLedgerError } from "../InvalidationBus.js"
 import type { MultiLevel } from "./multiLevel.js"
+import { writeSpan } from "./spans.js"
 import type { TagClock } from "./tags.js"
 
 /** What a cached store or a loading cache does through the bus. */
@@ -31,7 +32,7 @@ export interface BusLink<K> {
  * invalidations are learnt, and a gap forgets what was known of the ledger, as it drops the nearest tier.
  */
 export const link = <K>(
-  core: Pick<MultiLevel<K, unknown, unknown>, "drop" | "dropNearest" | "fartherStale"> & { readonly tags: TagClock | undefined },
+  core: Pick<MultiLevel<K, unknown, unknown>, "name" | "drop" | "dropNearest" | "fartherStale"> & { readonly tags: TagClock | undefined },
   bus: InvalidationBus<K> | undefined
 ): Effect.Effect<BusLink<K>, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -48,8 +49,16 @@ export const link = <K>(
     }
     return {
       announce,
-      invalidate: (key) => Effect.zipRight(core.drop([key]), announce(key)),
-      invalidateAll: Effect.zipRight(core.drop("all"), bus === undefined ? Effect.void : bus.publishAll),
-      invalidateTag: (tag) => (tags === undefined ? Effect.void : Effect.asVoid(tags.invalidate([tag])))
+      invalidate: (key) => writeSpan(Effect.zipRight(core.drop([key]), announce(key)), core.name, "invalidate", [key]),
+      invalidateAll: writeSpan(
+        Effect.zipRight(core.drop("all"), bus === undefined ? Effect.void : bus.publishAll),
+        core.name,
+        "invalidateAll",
+        "all"
+      ),
+      invalidateTag: (tag) =>
+        tags === undefined
+          ? Effect.void
+          : writeSpan(Effect.asVoid(tags.invalidate([tag])), core.name, "invalidateTag", [])
     }
   })

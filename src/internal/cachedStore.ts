@@ -21,6 +21,7 @@ import { settingsOf } from "./loadingCache.js"
 import type { InvalidationBus } from "../InvalidationBus.js"
 import * as MultiLevel from "./multiLevel.js"
 import { validateTimeToLive } from "./options.js"
+import { writeSpan } from "./spans.js"
 import { LocalLedger } from "./tags.js"
 
 /**
@@ -162,9 +163,10 @@ export const make = <K, V, I, EGet, ESave, ERemove, R>(
       save: (input) =>
         Effect.suspend(() => {
           const tags = core.tags
-          return tags === undefined ? saveStamped(input) : Effect.zipRight(tags.ready, saveStamped(input))
+          const save = tags === undefined ? saveStamped(input) : Effect.zipRight(tags.ready, saveStamped(input))
+          return writeSpan(save, options.name, "save", [keyOf(input)])
         }),
-      delete: (key) => write(key, store.remove(key), (_, pending) => core.drop([key], pending)),
+      delete: (key) => writeSpan(write(key, store.remove(key), (_, pending) => core.drop([key], pending)), options.name, "delete", [key]),
       invalidate,
       invalidateAll,
       invalidateTag,

@@ -48,6 +48,11 @@ export class CircuitBreaker {
     if (this.failures >= this.threshold) this.openUntil = now + this.cooldownMillis
   }
 
+  /** Whether it refuses calls, or lets one probe through: open or half-open. */
+  get tripped(): boolean {
+    return this.failures >= this.threshold
+  }
+
   /** `"closed"`, `"open"` (refusing calls) or `"half-open"` (the cooldown has passed; the next call probes). */
   state(now: number): "closed" | "open" | "half-open" {
     if (this.failures < this.threshold) return "closed"

@@ -11,9 +11,10 @@ import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import type * as Scope from "effect/Scope"
 import type { Cache } from "../Cache.js"
-import type { CacheMetrics } from "../CacheMetrics.js"
+import type { CacheMetrics, TierMetrics, TierOperation } from "../CacheMetrics.js"
 import { CircuitBreaker } from "./circuitBreaker.js"
 import { bounded, currentDeadline, honours, Watchdog } from "./deadline.js"
+import { attributeNames, span, spanNames } from "./spans.js"
 import type { WriteProtocol } from "./writeProtocol.js"
 
 /** The most dirty keys remembered one by one; past it, the whole tier is invalidated on recovery. */
@@ -21,6 +22,18 @@ const maxDirtyKeys = 10_000
 
 /** The most dirty keys repaired in one go (one load, one write). */
 const repairBatch = 1_000
+
+/**
+ * The nearest tier times one call in this many: an in-memory read takes a few hundred nanoseconds, and two
+ * clock readings on each would cost a fifth of it. Farther tiers time every call.
+ */
+export const nearestSampling = 64
+
+/** Whether a read found something. */
+const found = (value: unknown): boolean =>
+  value === undefined ? false : typeof value === "object" && value !== null
+  ? ("size" in value ? (value as ReadonlyMap<unknown, unknown>).size > 0 : (value as { _tag?: string })._tag !== "None")
+  : true
 
 /**
  * What a repair needs from the cache above the tier: the current values of some keys, read from the store,
@@ -56,6 +69,10 @@ export class GuardedTier<K, V> {
   /** Bounds the calls when there is a timeout; each call runs in its caller's fiber if the tier honours that. */
   private readonly watchdog: Watchdog | undefined
   private readonly callsInFiber: boolean
+  /** Calls until the next timed one (see `nearestSampling`). */
+  private countdown: number
+  /** The span attributes of this tier's calls; `undefined` for the nearest tier, which opens no spans. */
+  private readonly spanAttributes: Record<string, unknown> | undefined
 
   constructor(
     readonly cache: Cache<K, V, unknown>,
@@ -67,8 +84,17 @@ export class GuardedTier<K, V> {
     private readonly refresh: (keys: ReadonlyArray<K>) => Effect.Effect<Refresh<K, V>, unknown>,
     private readonly onRepaired: (keys: ReadonlyArray<K>) => Effect.Effect<void>,
     /** The write protocol of the cache above: its ticks order writes, back-fills and repairs (see above). */
-    private readonly protocol: WriteProtocol<K>
+    private readonly protocol: WriteProtocol<K>,
+    /** Durations and breaker state, labelled with the cache above and this tier's position. */
+    readonly tierMetrics: TierMetrics,
+    /** Whether this is the nearest tier (timed one call in `nearestSampling`, no spans). */
+    readonly isNearest: boolean
   ) {
+    this.countdown = isNearest ? nearestSampling : 1
+    this.spanAttributes = isNearest ? undefined : {
+      [attributeNames.cache]: tierMetrics.labels.cache,
+      [attributeNames.tier]: tierMetrics.labels.tier
+    }
     this.watchdog = timeout === undefined ? undefined : new Watchdog(
       clock,
       scope,
@@ -101,9 +127,42 @@ export class GuardedTier<K, V> {
     return this.dirtyAllSince !== undefined || this.dirty.has(key)
   }
 
-  /** Runs a read; a failure, a timeout or an open breaker yields `fallback`. */
-  read<A>(call: Effect.Effect<A, unknown>, fallback: A): Effect.Effect<A> {
-    return this.attempt(call, fallback, undefined, undefined, true, true)
+  /** Runs a read (of `keys`, for its span); a failure, a timeout or an open breaker yields `fallback`. */
+  read<A>(call: Effect.Effect<A, unknown>, fallback: A, keys?: ReadonlyArray<K>): Effect.Effect<A> {
+    return this.attempt(call, fallback, undefined, undefined, true, true, keys)
+  }
+
+  /**
+   * Whether to time this call: every call of a farther tier, one in `nearestSampling` of the nearest. Off
+   * with metrics.
+   */
+  private timesNext(): boolean {
+    if (!this.tierMetrics.enabled || --this.countdown > 0) return false
+    this.countdown = this.isNearest ? nearestSampling : 1
+    return true
+  }
+
+  /** Records a timed call that began at `start` (the clock's nanoseconds). */
+  private recordDuration(operation: TierOperation, outcome: "hit" | "miss" | "ok" | "error", start: bigint): void {
+    this.tierMetrics.unsafeDuration(operation, outcome, Number(this.clock.unsafeCurrentTimeNanos() - start) / 1e6)
+  }
+
+  /**
+   * The tier's synchronous reader, timed one call in `nearestSampling` like its other calls (for the nearest
+   * tier's fast path, which does not go through `attempt`).
+   */
+  timedReader<V2, Absent>(read: (key: K) => V2 | Absent, absent: Absent): (key: K) => V2 | Absent {
+    if (!this.tierMetrics.enabled) return read
+    // The countdown is checked here, inline: the other 63 reads cost one decrement and one comparison.
+    return (key) => (--this.countdown > 0 ? read(key) : this.timedRead(read, key, absent))
+  }
+
+  private timedRead<V2, Absent>(read: (key: K) => V2 | Absent, key: K, absent: Absent): V2 | Absent {
+    this.countdown = nearestSampling
+    const start = this.clock.unsafeCurrentTimeNanos()
+    const value = read(key)
+    this.recordDuration("read", value === absent ? "miss" : "hit", start)
+    return value
   }
 
   /**
@@ -117,7 +176,7 @@ export class GuardedTier<K, V> {
       const dirtyAtStart = allDirtyAtStart || this.dirty.size === 0
         ? undefined
         : new Set(keys.filter((key) => this.dirty.has(key)))
-      return Effect.map(this.read(this.cache.getMany(keys), new Map<K, V>()), (found) => {
+      return Effect.map(this.read(this.cache.getMany(keys), new Map<K, V>(), keys), (found) => {
         if (found.size === 0) return found
         if (allDirtyAtStart || this.dirtyAllSince !== undefined) return new Map<K, V>()
         const stale = (key: K) => this.dirty.has(key) || (dirtyAtStart !== undefined && dirtyAtStart.has(key))
@@ -158,7 +217,8 @@ export class GuardedTier<K, V> {
     writes: ReadonlyArray<K> | "all" | undefined,
     asOf: number | undefined,
     failureMarksDirty: boolean,
-    isBounded: boolean
+    isBounded: boolean,
+    readKeys?: ReadonlyArray<K>
   ): Effect.Effect<A> {
     return Effect.suspend(() => {
       const breaker = this.breaker
@@ -170,11 +230,20 @@ export class GuardedTier<K, V> {
       const watchdog = isBounded ? this.watchdog : undefined
       // In the caller's fiber, the deadline is the fiber's current one for the call's waits; it is over with it.
       const deadline = watchdog !== undefined && !this.callsInFiber ? watchdog.arm() : undefined
-      const guarded: Effect.Effect<A, unknown> = deadline !== undefined
+      const bound: Effect.Effect<A, unknown> = deadline !== undefined
         ? Effect.zipRight(FiberRef.set(currentDeadline, deadline), call)
         : watchdog !== undefined
         ? bounded(call, watchdog, true)
         : call
+      const operation: TierOperation = writes === undefined ? "read" : "write"
+      const attributes = this.spanAttributes
+      const guarded = attributes === undefined ? bound : span(
+        bound,
+        operation === "read" ? spanNames.tierRead : spanNames.tierWrite,
+        { ...attributes, [attributeNames.batchSize]: writes === "all" ? "all" : (writes ?? readKeys)?.length ?? 1 },
+        writes ?? readKeys
+      )
+      const start = this.timesNext() ? this.clock.unsafeCurrentTimeNanos() : undefined
       // One handler for every outcome (fewer steps than a match and an exit hook, on every L2 call).
       return Effect.uninterruptibleMask((restore) =>
         Effect.matchCauseEffect(restore(guarded), {
@@ -188,12 +257,17 @@ export class GuardedTier<K, V> {
               return Cause.isFailure(cause) ? Effect.die(Cause.squash(cause)) : Effect.failCause(cause as Cause.Cause<never>)
             }
             this.metrics.unsafeError()
-            breaker?.failure(this.clock.unsafeCurrentTimeMillis())
+            if (start !== undefined) this.recordDuration(operation, "error", start)
+            if (breaker !== undefined) {
+              breaker.failure(this.clock.unsafeCurrentTimeMillis())
+              if (breaker.tripped) this.tierMetrics.unsafeBreaker(true)
+            }
             return Effect.succeed(fallback)
           },
           onSuccess: (value) => {
             if (deadline !== undefined) deadline.done = true
-            breaker?.success()
+            if (start !== undefined) this.recordDuration(operation, operation === "write" ? "ok" : found(value) ? "hit" : "miss", start)
+            if (breaker?.success() === true) this.tierMetrics.unsafeBreaker(false)
             if (asOf !== undefined) this.markClean(writes, asOf)
             return this.isDirty && !this.replaying ? Effect.as(this.replay, value) : Effect.succeed(value)
           }

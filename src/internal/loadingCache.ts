@@ -16,6 +16,7 @@ import * as LruCache from "../LruCache.js"
 import * as BusLink from "./busLink.js"
 import * as Freshness from "./freshness.js"
 import { validateTimeToLive } from "./options.js"
+import { writeSpan } from "./spans.js"
 import { LocalLedger } from "./tags.js"
 
 /** A duration option in milliseconds, or `undefined` when not given; fails unless positive. */
@@ -97,10 +98,15 @@ export const make = <K, A, E = never, R = never>(
       getMany: core.getMany,
       // Registered for its own duration, as `MultiLevelCache.set`: a later write of the key overtakes it.
       set: (key, value, setOptions) =>
-        Effect.acquireUseRelease(
-          Effect.sync(() => core.protocol.begin(key)),
-          (write) => Effect.zipRight(core.store([[key, value]], setOptions, write), announce(key)),
-          (write) => Effect.sync(() => core.protocol.end(write))
+        writeSpan(
+          Effect.acquireUseRelease(
+            Effect.sync(() => core.protocol.begin(key)),
+            (write) => Effect.zipRight(core.store([[key, value]], setOptions, write), announce(key)),
+            (write) => Effect.sync(() => core.protocol.end(write))
+          ),
+          name,
+          "set",
+          [key]
         ),
       invalidate,
       invalidateAll,

@@ -43,7 +43,8 @@ export const make = <K>(options: MemoryHubOptions = {}): Effect.Effect<MemoryHub
             }
           }),
         (key) => key,
-        Infinity
+        Infinity,
+        yield* Effect.clock
       )
       const instance = { endpoint, run }
       yield* Effect.acquireRelease(

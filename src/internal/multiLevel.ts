@@ -19,6 +19,7 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Clock from "effect/Clock"
 import type * as Scope from "effect/Scope"
 import type { Cache, SetOptions } from "../Cache.js"
 import { CacheMiss } from "../Cache.js"
@@ -28,6 +29,7 @@ import type { Tier } from "../MultiLevelCache.js"
 import { Answer } from "./answer.js"
 import * as BatchedFlight from "./batchedFlight.js"
 import { GuardedTier, makeBreaker, type Refresh } from "./guardedTier.js"
+import { attributeNames, span, spanNames } from "./spans.js"
 import { notFound, syncReaderOf } from "./syncRead.js"
 import { validateTimeToLive } from "./options.js"
 import { type Change, type Pending, WriteProtocol } from "./writeProtocol.js"
@@ -285,7 +287,8 @@ const resolver = <K, V, E, R>(
   chain: TierChain<K, V>,
   load: Options<K, V, E, R>["load"],
   metrics: CacheMetrics.CacheMetrics,
-  usable: ((key: K, value: V) => boolean) | undefined
+  usable: ((key: K, value: V) => boolean) | undefined,
+  loader: Loader
 ) =>
   (keys: ReadonlyArray<K>, isCurrent: (key: K) => boolean): Effect.Effect<ReadonlyMap<K, V>, E, R> =>
     // Steps chained by hand rather than a generator: this runs on every miss, and each step counts on an L2 hit.
@@ -298,7 +301,7 @@ const resolver = <K, V, E, R>(
         metrics.unsafeHit(keys.length - missing.length)
         if (missing.length === 0) return Effect.succeed(found)
         metrics.unsafeMiss(missing.length)
-        return Effect.flatMap(load(missing, { stale: stale ?? noValues, isCurrent }), (loaded) => {
+        return Effect.flatMap(loader.observe(load(missing, { stale: stale ?? noValues, isCurrent }), missing), (loaded) => {
           for (const [key, value] of loaded) found.set(key, value)
           return Effect.as(chain.backfill(tiers.length, [...loaded], isCurrent), found)
         })
@@ -315,6 +318,30 @@ const resolver = <K, V, E, R>(
       }
       return fromTier(1, keys)
     })
+
+/** Observes the source's calls: the `cache.load` span and `cache_tier_duration_ms{tier="loader"}`. */
+class Loader {
+  private readonly attributes: Record<string, unknown>
+  constructor(private readonly metrics: CacheMetrics.TierMetrics, private readonly clock: Clock.Clock) {
+    this.attributes = { [attributeNames.cache]: metrics.labels.cache }
+  }
+
+  observe<A, E, R>(load: Effect.Effect<A, E, R>, keys: ReadonlyArray<unknown>): Effect.Effect<A, E, R> {
+    const traced = span(load, spanNames.load, { ...this.attributes, [attributeNames.batchSize]: keys.length }, keys)
+    if (!this.metrics.enabled) return traced
+    return Effect.suspend(() => {
+      const start = this.clock.unsafeCurrentTimeNanos()
+      const done = (outcome: "ok" | "error") =>
+        this.metrics.unsafeDuration("load", outcome, Number(this.clock.unsafeCurrentTimeNanos() - start) / 1e6)
+      return Effect.onExit(traced, (exit) =>
+        Effect.sync(() => {
+          // An interrupted load says nothing of the source.
+          if (exit._tag === "Success") done("ok")
+          else if (!Cause.isInterruptedOnly(exit.cause)) done("error")
+        }))
+    })
+  }
+}
 
 /** The read path: the nearest tier, then the batched flight below it. */
 const readPath = <K, V, E>(
@@ -348,7 +375,8 @@ const readPath = <K, V, E>(
    * hit costs that tier's lookup and one `Effect.succeed`; a miss builds no `CacheMiss` on its way to the load.
    */
   const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
-  const read = plainNearest ? syncReaderOf(nearest.cache) : undefined
+  const plainRead = plainNearest ? syncReaderOf(nearest.cache) : undefined
+  const read = plainRead === undefined ? undefined : nearest.timedReader(plainRead, notFound)
   if (read !== undefined) {
     // One primitive per get, as the in-memory tier's own (see `Answer`): a hit costs what that tier's does.
     const answer = (key: K): Effect.Effect<V, CacheMiss | E> => {
@@ -397,6 +425,7 @@ const guardTiers = <K, V>(
     const scope = yield* Effect.scope
     const tiers: Array<GuardedTier<K, V>> = []
     for (const tier of options.tiers) {
+      const level = tiers.length
       const { breaker, cache, timeout } = isTierOptions(tier)
         ? tier
         : { cache: tier, timeout: undefined, breaker: undefined }
@@ -412,7 +441,9 @@ const guardTiers = <K, V>(
           scope,
           parts.refresh,
           parts.onRepaired,
-          parts.protocol
+          parts.protocol,
+          CacheMetrics.tier({ cache: options.name, tier: `l${level + 1}` }, options.metrics !== false),
+          level === 0
         )
       )
     }
@@ -450,7 +481,13 @@ export const make = <K, V, E, R>(
     )
     const flight = BatchedFlight.make<K, V, E, R>(
       {
-        resolve: resolver(chain, options.load, metrics, options.usable),
+        resolve: resolver(
+          chain,
+          options.load,
+          metrics,
+          options.usable,
+          new Loader(CacheMetrics.tier({ cache: name, tier: "loader" }, options.metrics !== false), clock)
+        ),
         metrics,
         ...(options.maxBatchSize === undefined ? {} : { maxBatchSize: options.maxBatchSize })
       },
@@ -490,6 +527,8 @@ export const make = <K, V, E, R>(
 /** The synchronous read of the nearest tier, for a plain in-memory one, respecting its dirty marks. */
 const nearestSyncOf = <K, V>(chain: TierChain<K, V>): ((key: K) => V | typeof notFound) | undefined => {
   const { nearest } = chain
-  const read = nearest.timeout === undefined && nearest.breaker === undefined ? syncReaderOf(nearest.cache) : undefined
-  return read === undefined ? undefined : (key) => (chain.fromNearest(key) ? read(key) : notFound)
+  const plain = nearest.timeout === undefined && nearest.breaker === undefined ? syncReaderOf(nearest.cache) : undefined
+  if (plain === undefined) return undefined
+  const read = nearest.timedReader(plain, notFound)
+  return (key) => (chain.fromNearest(key) ? read(key) : notFound)
 }

@@ -34,12 +34,14 @@ const parseMessage = (text: string): Message<string> | undefined => {
   try {
     const data: unknown = JSON.parse(text)
     if (typeof data !== "object" || data === null || !("from" in data) || typeof data.from !== "string") return undefined
-    if ("all" in data && data.all === true) return { from: data.from, all: true }
+    // Optional: a message from an older publisher has no timestamp, and no lag is recorded for it.
+    const sent = "sent" in data && typeof data.sent === "number" && Number.isFinite(data.sent) ? { sent: data.sent } : {}
+    if ("all" in data && data.all === true) return { from: data.from, all: true, ...sent }
     if ("tags" in data && Array.isArray(data.tags) && data.tags.every(isTagPosition)) {
-      return { from: data.from, tags: data.tags }
+      return { from: data.from, tags: data.tags, ...sent }
     }
     if ("keys" in data && Array.isArray(data.keys) && data.keys.every((k: unknown) => typeof k === "string")) {
-      return { from: data.from, keys: data.keys, ...("stale" in data && data.stale === true ? { stale: true } : {}) }
+      return { from: data.from, keys: data.keys, ...("stale" in data && data.stale === true ? { stale: true } : {}), ...sent }
     }
     return undefined
   } catch {
@@ -87,7 +89,8 @@ export const make = <K>(
       // A write publishes from its exit, which is not interruptible: the wait gives up at its deadline instead.
       (message) => bounded(deadlineLeaf(() => redis.client.publish(channel, JSON.stringify(message)), identity), watchdog, false),
       (raw) => Option.getOrUndefined(options.decodeKey(raw)),
-      options.maxPending ?? 10_000
+      options.maxPending ?? 10_000,
+      yield* Effect.clock
     )
 
     // Resubscribing is done here rather than by ioredis, to know when the subscription is active again.
@@ -205,7 +208,8 @@ const makeSharded = <K>(
           false
         ),
       (raw) => Option.getOrUndefined(options.decodeKey(raw)),
-      options.maxPending ?? 10_000
+      options.maxPending ?? 10_000,
+      yield* Effect.clock
     )
 
     const subscriber = (yield* redis.duplicate()) as Cluster
