@@ -4,7 +4,7 @@
  *   GET    /tasks/:id   200 the task | 404 not found | 400 bad id
  *   PUT    /tasks/:id   body {"title", "status", "assignee"?} → 200 the saved task | 400 with the reason
  *   DELETE /tasks/:id   204 | 404
- *   GET    /metrics     every Effect metric (the caches' included) in the Prometheus text format
+ *   GET    /metrics     every Effect metric (the caches' included) in the Prometheus text format (`Prometheus.text`)
  *
  * Embedded Postgres and an in-memory L2 by default; `DATABASE_URL` / `REDIS_URL` switch to real servers.
  * `PORT` (default 3000; 0 picks a free one) sets the port.
@@ -18,10 +18,10 @@
 import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { NodeRuntime } from "@effect/platform-node"
 import { Config, Effect, Layer, Schema } from "effect"
+import * as Prometheus from "../src/Prometheus.js"
 import { Task, TaskBody, TaskId, TaskInput } from "../src/Task.js"
 import { TaskRepository } from "../src/TaskRepository.js"
 import * as Http from "./support/http.js"
-import { prometheusText } from "./support/prometheus.js"
 import { RepositoryLive } from "./support/repository.js"
 
 const Params = Schema.Struct({ id: TaskId })
@@ -55,7 +55,7 @@ const router = HttpRouter.empty.pipe(
   ),
   HttpRouter.get(
     "/metrics",
-    Effect.map(prometheusText, (text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4" }))
+    Effect.map(Prometheus.text, (text) => HttpServerResponse.text(text, { contentType: Prometheus.contentType }))
   ),
   HttpRouter.catchTags({
     ParseError: Http.invalidRequest,

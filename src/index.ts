@@ -31,6 +31,9 @@ export * as LruCache from "./LruCache.js"
 /** Tiers in order over a batch loader, with back-fill and fail-open tiers. */
 export * as MultiLevelCache from "./MultiLevelCache.js"
 
+/** Effect's metric registry, the caches' metrics included, in the Prometheus text format. */
+export * as Prometheus from "./Prometheus.js"
+
 /** A Redis tier with Schema-encoded values. */
 export * as RedisCache from "./RedisCache.js"
 

@@ -2,8 +2,9 @@
  * The HTTP example service (`npm run serve`, examples/http-server.ts) against ordinary, careless and hostile
  * clients: it serves its routes; bodies are bounded (413 at the limit, at once when the declared length is over
  * it, with the memory of the server staying flat); only UTF-8 JSON is taken (415 / 400); a malformed path, deep
- * nesting or a huge invalid value gets a short 400; slow clients are cut off; a defect is a logged JSON 500; and
- * it stops on SIGTERM.
+ * nesting or a huge invalid value gets a short 400; slow clients are cut off; a defect is a logged JSON 500; its
+ * `/metrics` scrape, read by a parser not written here (parse-prometheus-text-format), has the caches' and the
+ * store's metric families with their labels; and it stops on SIGTERM.
  *
  * One server is spawned for the file (PORT=0, embedded PGlite, L2 in memory, short timeouts) and the tests run
  * in order against it; the last one stops it. Raw `net` sockets are used where a client must misbehave in ways
@@ -18,6 +19,9 @@ import { connect as netConnect, type Socket } from "node:net"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import * as Http from "../examples/support/http.js"
+import * as CacheMetrics from "../src/CacheMetrics.js"
+import * as Prometheus from "../src/Prometheus.js"
+import * as Scrape from "./support/prometheusText.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 
@@ -174,13 +178,44 @@ describe("examples/http-server.ts", () => {
     expect((await call("GET", `/tasks/${odd}`)).status).toBe(404)
     expect((await call("DELETE", `/tasks/${odd}`)).status).toBe(404)
 
-    const metrics = await call("GET", "/metrics")
-    expect(metrics.status).toBe(200)
-    expect(metrics.text).toContain("# TYPE cache_hits counter")
-    expect(metrics.text).toMatch(/cache_hits\{cache="tasks-l1",tier="lru"\} \d+/)
-    expect(metrics.text).toMatch(
-      /cache_load_duration_ms_bucket\{cache="tasks",tier="multilevel",time_unit="milliseconds",le="\+Inf"\} \d+/
+    // The scrape, read by a parser not written here.
+    const scrape = await fetch(`${address}/metrics`)
+    expect(scrape.status).toBe(200)
+    expect(scrape.headers.get("content-type")).toBe(Prometheus.contentType)
+    const text = await scrape.text()
+    const families = Scrape.families(text)
+    expect(families.get("cache_hits")?.type).toBe("COUNTER")
+    expect(Scrape.samplesWith(families.get("cache_hits"), { cache: "tasks-l1", tier: "lru" })).toHaveLength(1)
+    expect(Number(Scrape.samplesWith(families.get("cache_misses"), { cache: "tasks-l1", tier: "lru" })[0]?.value))
+      .toBeGreaterThan(0)
+    expect(families.get("cache_size")?.type).toBe("GAUGE")
+    // The store's statements by operation (each registered at its first statement): the PUT saved, the two
+    // DELETEs deleted, the misses loaded in batches.
+    const queries = families.get("task_store_queries")
+    expect(queries?.type).toBe("COUNTER")
+    const byOperation = new Map(queries!.metrics.map((sample) => [sample.labels?.operation, Number(sample.value)]))
+    for (const operation of byOperation.keys()) expect(["get", "getMany", "save", "delete"]).toContain(operation)
+    expect(byOperation.get("save")).toBeGreaterThanOrEqual(1)
+    expect(byOperation.get("delete")).toBeGreaterThanOrEqual(2)
+    expect(byOperation.get("getMany")).toBeGreaterThanOrEqual(1)
+    // The loads' histogram: every bucket of its boundaries, cumulative, +Inf holding the count.
+    expect(families.get("cache_load_duration_ms")?.type).toBe("HISTOGRAM")
+    const loads = Scrape.histogramSeries(text, "cache_load_duration_ms").find((series) =>
+      series.labels.cache === "tasks" && series.labels.tier === "multilevel"
     )
+    expect(loads?.labels).toStrictEqual({ cache: "tasks", tier: "multilevel", time_unit: "milliseconds" })
+    expect(loads!.count).toBeGreaterThanOrEqual(1)
+    expect(loads!.buckets).toHaveLength(CacheMetrics.loadDurationBoundaries.values.length)
+    expect(loads!.buckets.at(-1)).toStrictEqual(["+Inf", loads!.count])
+    const counts = loads!.buckets.map(([, count]) => count)
+    expect(counts).toStrictEqual([...counts].sort((a, b) => a - b))
+    // Per tier: the L2 reads the misses made, and the store's loads, timed.
+    const tiers = Scrape.histogramSeries(text, "cache_tier_duration_ms").filter((series) => series.labels.cache === "tasks")
+    const l2Misses = tiers.find((series) => series.labels.tier === "l2" && series.labels.operation === "read" && series.labels.outcome === "miss")
+    expect(l2Misses!.count).toBeGreaterThanOrEqual(1)
+    const storeLoads = tiers.find((series) => series.labels.tier === "loader" && series.labels.outcome === "ok")
+    expect(storeLoads!.count).toBeGreaterThanOrEqual(1)
+    expect(families.get("cache_breaker_open")?.type).toBe("GAUGE")
   })
 
   describe("content type and encoding", () => {

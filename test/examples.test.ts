@@ -6,6 +6,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
+import * as Effect from "effect/Effect"
+import { deadUrl } from "./support/otlpCollector.js"
 import { databaseUrl } from "./support/postgres.js"
 import { redisUrl } from "./support/redis.js"
 
@@ -21,8 +23,8 @@ const environment = (extra: Record<string, string> = {}) => {
  * Runs an example to its end. `signal` is the test's: when the test times out or is cancelled, the example's
  * process is killed with it (and after 90 s in any case).
  */
-const run = (file: string, env: Record<string, string> = {}, signal?: AbortSignal) =>
-  promisify(execFile)(process.execPath, ["--import", "tsx", `examples/${file}`], {
+const run = (file: string, env: Record<string, string> = {}, signal?: AbortSignal, args: ReadonlyArray<string> = []) =>
+  promisify(execFile)(process.execPath, ["--import", "tsx", `examples/${file}`, ...args], {
     cwd: root,
     timeout: 90_000,
     killSignal: "SIGKILL",
@@ -82,6 +84,24 @@ describe("examples", () => {
     expect(stdout).toContain("B: Runner (Shoes), Walker (Shoes), Beret (Hats) (from the shared L2), store reads so far: 3")
     expect(stdout).toContain("after renaming c1, A: Runner (Footwear), Walker (Footwear), Beret (Hats)")
     expect(stdout).toContain("after renaming c1, B: Runner (Footwear), Walker (Footwear), Beret (Hats), store reads: 2")
+  }, 90_000)
+
+  it.concurrent("opentelemetry.ts --collector sends the caches' spans and metrics to its stand-in collector", async ({ signal }) => {
+    const { stdout } = await run("opentelemetry.ts", {}, signal, ["--collector"])
+    expect(stdout).toContain(`read "product p1" and "product p2 (from L2)", wrote p3`)
+    expect(stdout).toMatch(/collector: \d+ spans from service "opentelemetry-example": .*example\.request/)
+    expect(stdout).toMatch(/spans from service .*cache\.load/)
+    expect(stdout).toContain(`collector: cache_hits{cache="example-products-l1",tier="lru"} 10`)
+    expect(stdout).toContain(`collector: cache_misses{cache="example-products",tier="multilevel"} 1`)
+  }, 90_000)
+
+  it.concurrent("opentelemetry.ts with no collector listening completes and says the export failed", async ({ signal }) => {
+    const url = await Effect.runPromise(deadUrl)
+    const { stdout } = await run("opentelemetry.ts", { OTEL_EXPORTER_OTLP_ENDPOINT: url, OTEL_EXPORTER_OTLP_TIMEOUT: "500" }, signal)
+    expect(stdout).toContain(`exporting to ${url}`)
+    expect(stdout).toContain(`read "product p1" and "product p2 (from L2)", wrote p3`)
+    expect(stdout).toContain(`the spans export to ${url}/v1/traces failed, spans are dropped`)
+    expect(stdout).toContain("done: spans and metrics flushed, or dropped")
   }, 90_000)
 
   it.concurrent("cached-store.ts caches its own entity on two instances, embedded", async ({ signal }) => {
