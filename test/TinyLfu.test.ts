@@ -235,8 +235,17 @@ const check = (actual: unknown, expected: unknown, what: string) => {
   if (!same(actual, expected)) expect(actual, what).toBe(expected)
 }
 
-/** Runs `steps` on a fixed-window `TinyLfu` and the model side by side, comparing after every step. */
-const againstModel = (capacity: number, steps: ReadonlyArray<Op>, randomValues: ReadonlyArray<number>) => {
+/**
+ * Runs `steps` on a fixed-window `TinyLfu` and the model side by side, comparing every `checkEvery` steps and
+ * at the end. Comparing lists the entries, which applies the hits the map has buffered (see `TinyLfu.drain`):
+ * with `checkEvery` above 1, hits stay buffered across the other operations, as they do in use.
+ */
+const againstModel = (
+  capacity: number,
+  steps: ReadonlyArray<Op>,
+  randomValues: ReadonlyArray<number>,
+  checkEvery = 1
+) => {
   const evicted: Array<[unknown, number]> = []
   const map = new TinyLfu<unknown, number>(capacity, (k, v) => evicted.push([k, v]), 0, {
     adaptive: false,
@@ -246,7 +255,7 @@ const againstModel = (capacity: number, steps: ReadonlyArray<Op>, randomValues: 
   const modelEvicted: Array<[unknown, number]> = []
   let fresh = 1_000_000
   let checked = 0
-  for (const step of steps) {
+  for (const [i, step] of steps.entries()) {
     switch (step.op) {
       case "get":
         expect(map.get(step.key)).toStrictEqual(model.get(step.key))
@@ -281,6 +290,7 @@ const againstModel = (capacity: number, steps: ReadonlyArray<Op>, randomValues: 
     }
     expect(map.size).toBe(model.values.size)
     expect(map.size).toBeLessThanOrEqual(capacity)
+    if ((i + 1) % checkEvery !== 0 && i !== steps.length - 1) continue
     expectSameEntries([...map.entries()], model.entries())
     // Only the evictions since the last step: comparing the whole history every step would be quadratic.
     expectSameEntries(evicted.slice(checked), modelEvicted.slice(checked))
@@ -412,6 +422,17 @@ describe("TinyLfu", () => {
       ],
       ([capacity, steps, randomValues]) => againstModel(capacity, steps, randomValues),
       { fastCheck: { numRuns: 3, endOnFailure: true } }
+    )
+
+    it.prop(
+      "hits buffered across sets, deletes and clears count as if applied at once (compared every 150 steps)",
+      [
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(ops({ fresh: 3, clear: 1 }), { minLength: 200, maxLength: 2_000 }),
+        fc.array(fc.constantFrom(0, 0.001, 0.5, 0.99), { minLength: 1, maxLength: 8 })
+      ],
+      ([capacity, steps, randomValues]) => againstModel(capacity, steps, randomValues, 150),
+      { fastCheck: { numRuns: 40 } }
     )
   })
 
@@ -643,6 +664,18 @@ describe("TinyLfu", () => {
       expect(map.deleteWhere((slot) => map.numberAt(slot, 0) <= 5)).toBe(17)
       expect(map.size).toBe(33)
       for (let i = 0; i < 50; i++) expect(map.has(`k${i}`)).toBe(i % 3 !== 0)
+    })
+
+    it("applies the hits it buffered before deleteWhere frees their slots, which new keys then take", () => {
+      const map = new TinyLfu<string, number>(100, undefined, 1)
+      for (let i = 0; i < 50; i++) map.setNumber(map.set(`k${i}`, i), 0, i)
+      // Hits on entries about to go, fewer than the buffer holds, so that they are still buffered.
+      for (let i = 0; i < 10; i++) expect(map.get(`k${i}`)).toBe(i)
+      expect(map.deleteWhere((slot) => map.numberAt(slot, 0) < 10)).toBe(10)
+      for (let i = 50; i < 60; i++) map.set(`k${i}`, i)
+      const keys = [...map.entries()].map(([k]) => k)
+      expect(keys).toHaveLength(50)
+      expect(new Set(keys)).toStrictEqual(new Set(Array.from({ length: 50 }, (_, i) => `k${i + 10}`)))
     })
 
     it("admits a warm losing candidate when the random source draws below 1/128, and not otherwise", () => {
