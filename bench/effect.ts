@@ -84,7 +84,7 @@ const loadingCase = (tagged: boolean): Case => ({
 
 /**
  * A `MultiLevelCache` (L1 and L2 both `LruCache`s) with every key in L1: its L1 hit path, metrics on (its own
- * counters, the L1's, and the per-tier durations sampled one read in 64) or off on all three.
+ * counters, the L1's, and the per-tier durations sampled one read in 256) or off on all three.
  */
 const multiLevelCase = (metrics: boolean): Case => ({
   name: `MultiLevelCache.get, metrics ${metrics ? "on" : "off"}`,

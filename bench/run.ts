@@ -148,7 +148,7 @@ ${
 
 The same loop over an \`LruCache.get\`, and over a \`MultiLevelCache.get\` answered by its L1 (two \`LruCache\`
 tiers; every key in L1), with metrics on (the default) and with \`metrics: false\`. On, the multi-level hit counts in
-the L1's counters and times one read in 64 into \`cache_tier_duration_ms\` (two clock readings and a histogram
+the L1's counters and times one read in 256 into \`cache_tier_duration_ms\` (two clock readings and a histogram
 update). Target: ≤ 10 % slower on.
 
 ${

@@ -241,6 +241,41 @@ function durationKey(labels: Labels): MetricKey.MetricKey.Histogram {
 
 type CounterHook = MetricHook.MetricHook.Counter<number>
 
+/** Increments of a counter not added to its hook yet (see `pendingOf`). */
+interface Pending {
+  n: number
+}
+
+const pendingByHook = new WeakMap<CounterHook, Pending>()
+
+/**
+ * The pending increments of `hook`, one cell per hook (per metric key, so every recorder with the same labels
+ * shares it). The hook's `get` adds them before it answers, so every reader sees them: `Metric.value`, and the
+ * registry's snapshot that `Prometheus` and the OpenTelemetry exporter take.
+ *
+ * Why: an update through the hook calls two closures of Effect's (`update`, then `canUpdate`), which cost 6 %
+ * of an L1 hit; adding to a plain field costs about nothing (measured with `npm run bench`, "Metrics on the
+ * hit path"). Used for hits and misses, counted once per read; the other events are rarer.
+ */
+const pendingOf = (hook: CounterHook): Pending => {
+  const known = pendingByHook.get(hook)
+  if (known !== undefined) return known
+  const pending: Pending = { n: 0 }
+  const { get, update } = hook
+  // The hook is a plain object, the one Effect's registry keeps for the key: replacing its `get` here is seen
+  // by every reader of the metric.
+  ;(hook as { get: CounterHook["get"] }).get = () => {
+    if (pending.n !== 0) {
+      const n = pending.n
+      pending.n = 0
+      update(n)
+    }
+    return get()
+  }
+  pendingByHook.set(hook, pending)
+  return pending
+}
+
 /**
  * What a tier call did, the `operation` label of `cache_tier_duration_ms`: a read of the tier, a write to it,
  * or a load from the source below every tier (`tier="loader"`).
@@ -364,12 +399,15 @@ export const tier = (labels: Labels, enabled = true): TierMetrics =>
 /**
  * The recorder holds each metric's registry hook, resolved once: an update is then one call on the hook,
  * where going through the `Metric` costs three closures and a tag check per event (measured: metrics on an L1
- * hit went from 23 % of its time to 7 %).
+ * hit went from 23 % of its time to 7 %). Hits and misses skip even that call (see `pendingOf`).
  */
 class Recorder implements CacheMetrics {
   readonly enabled = true
   private readonly hits: CounterHook
   private readonly misses: CounterHook
+  /** Hits and misses not added to their hooks yet (see `pendingOf`). */
+  private readonly pendingHits: Pending
+  private readonly pendingMisses: Pending
   private readonly sets: CounterHook
   private readonly evictions: CounterHook
   private readonly expirations: CounterHook
@@ -389,6 +427,8 @@ class Recorder implements CacheMetrics {
     const hook = (name: string) => registry.getCounter(tag(MetricKey.counter(name), labels))
     this.hits = hook(names.hits)
     this.misses = hook(names.misses)
+    this.pendingHits = pendingOf(this.hits)
+    this.pendingMisses = pendingOf(this.misses)
     this.sets = hook(names.sets)
     this.evictions = hook(names.evictions)
     this.expirations = hook(names.expirations)
@@ -404,10 +444,10 @@ class Recorder implements CacheMetrics {
   }
 
   unsafeHit(count = 1): void {
-    this.hits.update(count)
+    this.pendingHits.n += count
   }
   unsafeMiss(count = 1): void {
-    this.misses.update(count)
+    this.pendingMisses.n += count
   }
   unsafeSet(count = 1): void {
     this.sets.update(count)

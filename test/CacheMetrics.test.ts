@@ -77,6 +77,33 @@ describe("CacheMetrics", () => {
       expect((yield* CacheMetrics.stats(labels)).misses).toBe(2)
     }))
 
+  it.effect("hits and misses, kept aside on the hot path, reach every reader and add to updates made elsewhere", () =>
+    Effect.gen(function*() {
+      const labels = fresh()
+      const metrics = CacheMetrics.make(labels)
+      const counter = (name: string) =>
+        Metric.counter(name).pipe(Metric.tagged("cache", labels.cache), Metric.tagged("tier", labels.tier))
+      const fromSnapshot = (name: string) =>
+        Metric.snapshot.pipe(Effect.map((pairs) =>
+          pairs.find((pair) =>
+            pair.metricKey.name === name && pair.metricKey.tags.some((t) => t.value === labels.cache)
+          )?.metricState
+        ))
+      metrics.unsafeHit(3)
+      metrics.unsafeMiss()
+      // The registry's snapshot, what the Prometheus module and the OpenTelemetry exporter read.
+      expect(yield* fromSnapshot("cache_hits")).toMatchObject({ count: 3 })
+      expect(yield* fromSnapshot("cache_misses")).toMatchObject({ count: 1 })
+      metrics.unsafeHit(2)
+      // An update through the Metric API on the same series, between two of ours.
+      yield* Metric.incrementBy(counter("cache_hits"), 10)
+      CacheMetrics.make(labels).unsafeHit(4)
+      expect((yield* Metric.value(counter("cache_hits"))).count).toBe(19)
+      metrics.unsafeMiss(5)
+      expect(yield* metrics.stats).toMatchObject({ hits: 19, misses: 6 })
+      expect(yield* fromSnapshot("cache_misses")).toMatchObject({ count: 6 })
+    }))
+
   it.effect("the disabled recorder records nothing", () =>
     Effect.gen(function*() {
       const labels = fresh()

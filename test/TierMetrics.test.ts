@@ -133,7 +133,7 @@ describe("cache_tier_duration_ms", () => {
       expect((yield* histogram(name, "loader", "load", "ok")).count).toBe(0)
     }))
 
-  it.scoped("the nearest tier times one read in 64, on the fast path too, hits and misses apart", () =>
+  it.scoped("the nearest tier times one read in nearestSampling (256), on the fast path too, hits and misses apart", () =>
     Effect.gen(function*() {
       const { cache, name } = yield* twoTiers()
       yield* settled(cache.set("k", 1))

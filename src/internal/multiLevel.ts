@@ -376,12 +376,18 @@ const readPath = <K, V, E>(
    */
   const plainNearest = nearest.timeout === undefined && nearest.breaker === undefined
   const plainRead = plainNearest ? syncReaderOf(nearest.cache) : undefined
-  const read = plainRead === undefined ? undefined : nearest.timedReader(plainRead, notFound)
-  if (read !== undefined) {
+  if (plainRead !== undefined) {
+    // One read in `nearest.fastPathPeriod` is timed, counted down here (see there).
+    const period = nearest.fastPathPeriod
+    let countdown = period
+    const timed = (key: K): V | typeof notFound => {
+      countdown = period
+      return nearest.timedRead(plainRead, key, notFound)
+    }
     // One primitive per get, as the in-memory tier's own (see `Answer`): a hit costs what that tier's does.
     const answer = (key: K): Effect.Effect<V, CacheMiss | E> => {
       if (chain.fromNearest(key)) {
-        const hit = read(key)
+        const hit = --countdown > 0 ? plainRead(key) : timed(key)
         if (hit !== notFound) return Effect.succeed(hit)
       }
       return load(key)
@@ -391,7 +397,7 @@ const readPath = <K, V, E>(
       getOption: (key: K): Effect.Effect<Option.Option<V>, E> =>
         Effect.suspend(() => {
           if (chain.fromNearest(key)) {
-            const hit = read(key)
+            const hit = --countdown > 0 ? plainRead(key) : timed(key)
             if (hit !== notFound) return Effect.succeed(Option.some(hit))
           }
           return flight.get(key)
@@ -529,6 +535,12 @@ const nearestSyncOf = <K, V>(chain: TierChain<K, V>): ((key: K) => V | typeof no
   const { nearest } = chain
   const plain = nearest.timeout === undefined && nearest.breaker === undefined ? syncReaderOf(nearest.cache) : undefined
   if (plain === undefined) return undefined
-  const read = nearest.timedReader(plain, notFound)
-  return (key) => (chain.fromNearest(key) ? read(key) : notFound)
+  // One read in `nearest.fastPathPeriod` is timed, counted down here (see there).
+  const period = nearest.fastPathPeriod
+  let countdown = period
+  const timed = (key: K): V | typeof notFound => {
+    countdown = period
+    return nearest.timedRead(plain, key, notFound)
+  }
+  return (key) => (chain.fromNearest(key) ? (--countdown > 0 ? plain(key) : timed(key)) : notFound)
 }
