@@ -1,9 +1,10 @@
 /**
  * `TinyLfu` (W-TinyLFU, `src/internal/tinyLfu.ts`): its frequency sketch counter for counter against a naive one
- * (aging, growth); the policy with a fixed window against a naive model after every step of random operation
- * sequences (contents, order within each region, every eviction); invariants with the adaptive window; the hill
- * climber; and generated traces (a loop, a hot set under scans) against `LruMap`. The real traces of
- * `../shared/traces` are replayed by `npm run bench:hit-ratio`, never by tests.
+ * (aging, growth); the policy with a fixed window against a naive model over random operation sequences
+ * (contents, order within each region, every eviction), compared after every step or, so that hits stay
+ * buffered across other operations, every 150 steps; invariants with the adaptive window; the hill climber; and
+ * generated traces (a loop, a hot set under scans) against `LruMap`. The literature's traces stay outside the
+ * repository: only the benchmark (`npm run bench:hit-ratio`) replays them.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "effect/FastCheck"
