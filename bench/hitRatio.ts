@@ -19,7 +19,7 @@ import { gunzipSync } from "node:zlib"
 import { LRUCache } from "lru-cache"
 import { LruMap } from "../src/internal/lruMap.js"
 import { TinyLfu } from "../src/internal/tinyLfu.js"
-import { type Case, heapInUse, measure, median, random, ratioPerRound, type Result } from "./harness.js"
+import { type Case, heapInUse, measure, median, ownCopy, random, ratioPerRound, type Result } from "./harness.js"
 import { CAPACITY, OPS, runLruMemory, workloadIds } from "./lru.js"
 import { machine, nodeArgs, ratio, root, table, versionOf } from "./report.js"
 
@@ -122,9 +122,27 @@ const implementations: ReadonlyArray<{ readonly name: string; readonly make: () 
   { name: `lru-cache ${versionOf("lru-cache")}`, make: () => new LRUCache<{}, {}>({ max: CAPACITY }) }
 ]
 
+/** Get-hit's timed loop: `ops` gets of `hits`, every one a hit. */
+const getHitLoop = (structure: Structure<unknown>, hits: ReadonlyArray<unknown>, ops: number): number => {
+  let found = 0
+  for (let i = 0; i < ops; i++) if (structure.get(hits[i]) !== undefined) found++
+  if (found !== ops) throw new Error("get-hit missed")
+  return ops
+}
+
+/** The Zipf mix's timed loop: `ops` gets of `keys`, each miss followed by a set. */
+const zipfMixLoop = (structure: Structure<unknown>, keys: ReadonlyArray<unknown>, ops: number): number => {
+  for (let i = 0; i < ops; i++) {
+    const k = keys[i]
+    if (structure.get(k) === undefined) structure.set(k, k)
+  }
+  return ops
+}
+
 /**
  * Get-hit and the Zipf mix over keys made by `keyOf`, as bench/lru.ts runs them: every implementation gets
- * key objects of its own (equal values), built before its rounds.
+ * key objects of its own (equal values), built before its rounds, and a copy of the timed loop of its own
+ * (`ownCopy`), so that each call site sees one class, as a user's does.
  */
 const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<{ workload: string; results: Array<Result> }>> => {
   const { heldIds, hitPicks, zipfIds } = workloadIds()
@@ -132,6 +150,7 @@ const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<{
   const getHit: Array<Case> = implementations.map((impl) => {
     const held = Array.from(heldIds, keyOf)
     const hits = Array.from(hitPicks, (i) => held[i]!)
+    const loop = ownCopy(getHitLoop)
     return {
       name: impl.name,
       setup: () => {
@@ -139,26 +158,16 @@ const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<{
         for (const k of held) structure.set(k, k)
         return structure
       },
-      run: (structure: Structure<K>) => {
-        let found = 0
-        for (let i = 0; i < OPS; i++) if (structure.get(hits[i]!) !== undefined) found++
-        if (found !== OPS) throw new Error(`${impl.name}: get-hit missed`)
-        return OPS
-      }
+      run: (structure: Structure<K>) => loop(structure, hits, OPS)
     }
   })
   const zipfMix: Array<Case> = implementations.map((impl) => {
     const keys = Array.from(zipfIds, keyOf)
+    const loop = ownCopy(zipfMixLoop)
     return {
       name: impl.name,
       setup: () => impl.make(),
-      run: (structure: Structure<K>) => {
-        for (let i = 0; i < OPS; i++) {
-          const k = keys[i]!
-          if (structure.get(k) === undefined) structure.set(k, k)
-        }
-        return OPS
-      }
+      run: (structure: Structure<K>) => loop(structure, keys, OPS)
     }
   })
   return [

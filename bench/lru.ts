@@ -11,7 +11,7 @@ import { LRUCache as MnemonistLRUCache } from "mnemonist"
 import type { Cache } from "../src/Cache.js"
 import { LruMap, maxCapacity } from "../src/internal/lruMap.js"
 import * as LruCache from "../src/LruCache.js"
-import { type Case, measure, median, random, type Result, zipf } from "./harness.js"
+import { type Case, measure, median, ownCopy, random, type Result, zipf } from "./harness.js"
 import { nodeArgs } from "./report.js"
 
 /** The sizes of the structure workloads: capacity, key space, operations per round (shared with bench/hitRatio.ts). */
@@ -64,15 +64,19 @@ export interface WorkloadResult {
 const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<WorkloadResult>> => {
   const { heldIds, hitPicks, zipfIds } = workloadIds()
 
-  /** The cases of one workload, each implementation with its own keys (`keys` builds them). */
+  /**
+   * The cases of one workload, each implementation with its own keys (`keys` builds them) and its own copy of
+   * the timed loop (`ownCopy`), which is given the structure, the keys and the number of operations.
+   */
   const cases = <S>(
     keys: () => S,
     setup: (impl: (typeof implementations)[number], keys: S) => Lru<K>,
-    run: (lru: Lru<K>, keys: S) => number
+    run: (lru: Lru<K>, keys: S, ops: number) => number
   ): Array<Case> =>
     implementations.map((impl) => {
       const own = keys()
-      return { name: impl.name, setup: () => setup(impl, own), run: (lru: Lru<K>) => run(lru, own) }
+      const loop = ownCopy(run)
+      return { name: impl.name, setup: () => setup(impl, own), run: (lru: Lru<K>) => loop(lru, own, OPS) }
     })
   const heldKeys = () => Array.from(heldIds, keyOf)
   const fill = (impl: (typeof implementations)[number], held: ReadonlyArray<K>) => {
@@ -87,11 +91,11 @@ const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Arr
       return { held, hits: Array.from(hitPicks, (i) => held[i]!) }
     },
     (impl, { held }) => fill(impl, held),
-    (lru, { hits }) => {
+    (lru, { hits }, ops) => {
       let found = 0
-      for (let i = 0; i < OPS; i++) if (lru.get(hits[i]!) !== undefined) found++
-      if (found !== OPS) throw new Error("get-hit missed")
-      return OPS
+      for (let i = 0; i < ops; i++) if (lru.get(hits[i]!) !== undefined) found++
+      if (found !== ops) throw new Error("get-hit missed")
+      return ops
     }
   )
   const results: Array<WorkloadResult> = [{ workload: `get-hit, ${label} keys`, results: await measure(getHit) }]
@@ -99,9 +103,9 @@ const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Arr
   const setEvict = cases(
     () => ({ held: heldKeys(), fresh: Array.from({ length: OPS }, (_, i) => keyOf(KEYS + i)) }),
     (impl, { held }) => fill(impl, held),
-    (lru, { fresh }) => {
-      for (let i = 0; i < OPS; i++) lru.set(fresh[i]!, i)
-      return OPS
+    (lru, { fresh }, ops) => {
+      for (let i = 0; i < ops; i++) lru.set(fresh[i]!, i)
+      return ops
     }
   )
   results.push({ workload: `set-with-eviction, ${label} keys`, results: await measure(setEvict) })
@@ -109,12 +113,12 @@ const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Arr
   const zipfMix = cases(
     () => Array.from(zipfIds, keyOf),
     (impl) => impl.make(),
-    (lru, keys) => {
-      for (let i = 0; i < OPS; i++) {
+    (lru, keys, ops) => {
+      for (let i = 0; i < ops; i++) {
         const k = keys[i]!
         if (lru.get(k) === undefined) lru.set(k, k)
       }
-      return OPS
+      return ops
     }
   )
   results.push({ workload: `Zipf mix (get, set on miss), ${label} keys`, results: await measure(zipfMix) })
@@ -128,18 +132,22 @@ const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Arr
 const denseGetHit = async (): Promise<WorkloadResult> => {
   const next = random(9)
   const hitKeys = Int32Array.from({ length: OPS }, () => Math.floor(next() * CAPACITY))
-  const cases: Array<Case> = implementations.map((impl) => ({
-    name: impl.name,
-    setup: () => {
-      const lru = impl.make()
-      for (let i = 0; i < CAPACITY; i++) lru.set(i, i)
-      return lru
-    },
-    run: (lru: Lru<number>) => {
-      for (let i = 0; i < OPS; i++) lru.get(hitKeys[i]!)
-      return OPS
+  const loop = (lru: Lru<number>, keys: Int32Array, ops: number) => {
+    for (let i = 0; i < ops; i++) lru.get(keys[i]!)
+    return ops
+  }
+  const cases: Array<Case> = implementations.map((impl) => {
+    const own = ownCopy(loop)
+    return {
+      name: impl.name,
+      setup: () => {
+        const lru = impl.make()
+        for (let i = 0; i < CAPACITY; i++) lru.set(i, i)
+        return lru
+      },
+      run: (lru: Lru<number>) => own(lru, hitKeys, OPS)
     }
-  }))
+  })
   return { workload: "get-hit, dense keys 0 … 1e5-1 (side case)", results: await measure(cases) }
 }
 
@@ -163,15 +171,16 @@ const buildTier = (capacity: number): Cache<number, number> =>
  */
 export const runConstruction = async (): Promise<Array<Result>> => {
   const BUILDS = 20
-  const build = (name: string, make: () => unknown): Case => ({
-    name,
-    run: () => {
-      const kept: Array<unknown> = []
-      for (let i = 0; i < BUILDS; i++) kept.push(make())
-      if (kept.length !== BUILDS) throw new Error("lost a build")
-      return BUILDS
-    }
-  })
+  const loop = (make: () => unknown, builds: number) => {
+    const kept: Array<unknown> = []
+    for (let i = 0; i < builds; i++) kept.push(make())
+    if (kept.length !== builds) throw new Error("lost a build")
+    return builds
+  }
+  const build = (name: string, make: () => unknown): Case => {
+    const own = ownCopy(loop)
+    return { name, run: () => own(make, BUILDS) }
+  }
   return measure([
     build("@rms/cache LruMap, 1e6", () => new LruMap(BIG)),
     build("@rms/cache LruMap, 2^30", () => new LruMap(maxCapacity)),
@@ -189,17 +198,17 @@ export const runConstruction = async (): Promise<Array<Result>> => {
  */
 export const runClear = async (): Promise<Array<Result>> => {
   const CLEARS = 2_000
-  const structure = (name: string, make: () => Lru<number>): Case => ({
-    name,
-    setup: make,
-    run: (lru: Lru<number>) => {
-      for (let n = 0; n < CLEARS; n++) {
-        for (let i = 0; i < FEW; i++) lru.set(i, i)
-        lru.clear()
-      }
-      return CLEARS
+  const loop = (lru: Lru<number>, clears: number, few: number) => {
+    for (let n = 0; n < clears; n++) {
+      for (let i = 0; i < few; i++) lru.set(i, i)
+      lru.clear()
     }
-  })
+    return clears
+  }
+  const structure = (name: string, make: () => Lru<number>): Case => {
+    const own = ownCopy(loop)
+    return { name, setup: make, run: (lru: Lru<number>) => own(lru, CLEARS, FEW) }
+  }
   const tier = (name: string, capacity: number): Case => ({
     name,
     setup: () => buildTier(capacity),
