@@ -380,6 +380,32 @@ describe("StringIndex", () => {
     { fastCheck: { numRuns: 300 } }
   )
 
+  it("hashes a key alike whatever V8's representation of it, and finds it through any of them", () => {
+    // The same text as a literal (internalized), built at run time (flat), concatenated (a cons string),
+    // cut from a longer string (sliced), and after serving as a property name (V8 may leave a "thin" string
+    // pointing at an internalized copy); and the same for a key with code units above 0xff (two-byte).
+    const shapes = (text: string): Array<string> => {
+      const half = text.length >> 1
+      const built = [...text].join("")
+      const cons = text.slice(0, half) + built.slice(half)
+      const sliced = ("#".repeat(40) + text + "#".repeat(40)).substring(40, 40 + text.length)
+      const thin = [...text].join("")
+      const dictionary: Record<string, number> = {}
+      dictionary[thin] = 1
+      return [text, built, cons, sliced, thin]
+    }
+    for (const text of ["tenant:acme:user:000123456:profile", "clé:ünïcödé:€:000123456:profile"]) {
+      const forms = shapes(text)
+      for (const form of forms) expect(form).toBe(text)
+      for (const form of forms) expect(hashString(form)).toBe(hashString(text))
+      for (const stored of forms) {
+        const map = new LruMap<string, number>(4)
+        map.set(stored, 1)
+        for (const asked of forms) expect(map.get(asked)).toBe(1)
+      }
+    }
+  })
+
   it("hashes to small integers (V8 Smis), the same for equal strings", () => {
     for (const s of ["", "a", "key:123456", "ü€😀", "x".repeat(1000)]) {
       const hash = hashString(s)
