@@ -25,6 +25,38 @@ export interface Case {
 export const ownCopy = <F extends (...args: Array<any>) => unknown>(loop: F): F =>
   new Function(`return (${loop.toString()})`)() as F
 
+/**
+ * Keys in every representation V8 gives a string: literal (internalized), built at run time, concatenated (cons),
+ * cut from a longer string (sliced), "thin" (after serving as a property name), two-byte. A service's cache sees
+ * all of them; a benchmark whose keys are all built alike would time code whose type feedback knows only one,
+ * which a service never runs (see `hashString` in src/internal/intIndex.ts for what that hid).
+ */
+export const stringShapes = (): Array<string> => {
+  const long = "#".repeat(40) + "order:000987654:line:12" + "#".repeat(40)
+  const thin = ["session", String(Date.now() % 1000)].join(":")
+  const dictionary: Record<string, number> = {}
+  dictionary[thin] = 1
+  return [
+    "key:1",
+    `key:${Date.now() % 1000}`,
+    "tenant:" + String(Date.now() % 1000) + ":user:000123456:profile",
+    long.substring(40, 63),
+    thin,
+    `clé:${Date.now() % 1000}:€`
+  ]
+}
+
+/** Sets and gets `stringShapes` in a small structure made by `make`, before the timed rounds (see there). */
+export const seeStringShapes = (make: () => { get(key: string): unknown; set(key: string, value: unknown): unknown }): void => {
+  const shapes = stringShapes()
+  const structure = make()
+  for (let round = 0; round < 2_000; round++) {
+    for (const key of shapes) {
+      if (structure.get(key) === undefined) structure.set(key, round)
+    }
+  }
+}
+
 /** The median throughput of one case, in operations per second, and the throughput of every round. */
 export interface Result {
   readonly name: string

@@ -19,7 +19,7 @@ import { gunzipSync } from "node:zlib"
 import { LRUCache } from "lru-cache"
 import { LruMap } from "../src/internal/lruMap.js"
 import { TinyLfu } from "../src/internal/tinyLfu.js"
-import { type Case, heapInUse, measure, median, ownCopy, random, ratioPerRound, type Result } from "./harness.js"
+import { type Case, heapInUse, measure, median, ownCopy, random, ratioPerRound, type Result, seeStringShapes } from "./harness.js"
 import { CAPACITY, OPS, runLruMemory, workloadIds } from "./lru.js"
 import { machine, nodeArgs, ratio, root, table, versionOf } from "./report.js"
 
@@ -142,10 +142,12 @@ const zipfMixLoop = (structure: Structure<unknown>, keys: ReadonlyArray<unknown>
 /**
  * Get-hit and the Zipf mix over keys made by `keyOf`, as bench/lru.ts runs them: every implementation gets
  * key objects of its own (equal values), built before its rounds, and a copy of the timed loop of its own
- * (`ownCopy`), so that each call site sees one class, as a user's does.
+ * (`ownCopy`), so that each call site sees one class, as a user's does; and each has first seen keys of every
+ * representation V8 gives a string (`seeStringShapes`), as a service's cache has.
  */
 const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<{ workload: string; results: Array<Result> }>> => {
   const { heldIds, hitPicks, zipfIds } = workloadIds()
+  for (const impl of implementations) seeStringShapes(impl.make)
 
   const getHit: Array<Case> = implementations.map((impl) => {
     const held = Array.from(heldIds, keyOf)

@@ -11,7 +11,7 @@ import { LRUCache as MnemonistLRUCache } from "mnemonist"
 import type { Cache } from "../src/Cache.js"
 import { LruMap, maxCapacity } from "../src/internal/lruMap.js"
 import * as LruCache from "../src/LruCache.js"
-import { type Case, measure, median, ownCopy, random, type Result, zipf } from "./harness.js"
+import { type Case, measure, median, ownCopy, random, type Result, seeStringShapes, zipf } from "./harness.js"
 import { nodeArgs } from "./report.js"
 
 /** The sizes of the structure workloads: capacity, key space, operations per round (shared with bench/hitRatio.ts). */
@@ -59,10 +59,13 @@ export interface WorkloadResult {
  * The three workloads over keys made by `keyOf`. Every implementation gets keys of its own — equal values, but
  * distinct string objects — built before its rounds: a structure that indexes strings through a plain object
  * (mnemonist) makes V8 internalize them, which turns the shared originals into forwarding "thin" strings and
- * slows every other structure that reads them afterwards (measured: up to 1.7× on our string get-hit).
+ * slows every other structure that reads them afterwards (measured: up to 1.7× on our string get-hit). Before
+ * its rounds, every implementation has seen keys of every representation V8 gives a string (`seeStringShapes`),
+ * as a service's cache has.
  */
 const workloads = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<WorkloadResult>> => {
   const { heldIds, hitPicks, zipfIds } = workloadIds()
+  for (const impl of implementations) seeStringShapes(() => impl.make(64))
 
   /**
    * The cases of one workload, each implementation with its own keys (`keys` builds them) and its own copy of
