@@ -1,6 +1,7 @@
 /**
  * Markdown helpers for BENCHMARKS.md.
  */
+import { execFileSync } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import * as os from "node:os"
 import { dirname, join } from "node:path"
@@ -25,6 +26,22 @@ export const nodeArgs = (file: string): Array<string> => {
   const path = fileURLToPath(new URL(`./${file}${compiled ? ".js" : ".ts"}`, import.meta.url))
   return compiled ? ["--expose-gc", path] : ["--expose-gc", "--import", "tsx", path]
 }
+
+/**
+ * Runs bench module `file` with `flag` in `n` fresh child processes, one after another, and parses what each
+ * printed as JSON. For figures that move more from one process to the next than between rounds of one
+ * process (V8's compilation choices, where the heap put the data): rounds of one process share its luck,
+ * several processes sample it.
+ */
+export const inFreshProcesses = <T>(file: string, flag: string, n: number): Array<T> =>
+  Array.from({ length: n }, () =>
+    JSON.parse(
+      execFileSync(process.execPath, [...nodeArgs(file), flag], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "inherit"],
+        maxBuffer: 64 * 1024 * 1024
+      })
+    ) as T)
 
 /** The installed version of a dependency, read from its package.json (some packages do not export that file). */
 export const versionOf = (name: string): string =>
