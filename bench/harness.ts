@@ -125,6 +125,37 @@ export const measure = async (
 export const ratioPerRound = (subject: Result, others: ReadonlyArray<Result>): number =>
   median(subject.rounds.map((ops, i) => ops / Math.max(...others.map((o) => o.rounds[i]!))))
 
+/** One workload's results: each case's, in a fixed order. */
+export interface WorkloadResult {
+  readonly workload: string
+  readonly results: ReadonlyArray<Result>
+}
+
+/** One workload measured in several processes (see `inFreshProcesses` in bench/report.ts): per process, its cases' results. */
+export interface WorkloadAcrossProcesses {
+  readonly workload: string
+  readonly perProcess: ReadonlyArray<ReadonlyArray<Result>>
+}
+
+/** Regroups each process's workloads (`runs`, the same ones in the same order in each) by workload. */
+export const acrossProcesses = (
+  runs: ReadonlyArray<ReadonlyArray<WorkloadResult>>
+): Array<WorkloadAcrossProcesses> =>
+  runs[0]!.map(({ workload }, w) => ({ workload, perProcess: runs.map((run) => run[w]!.results) }))
+
+/** The median over processes of the throughput of the case `pick` finds in each. */
+export const rateAcross = (
+  { perProcess }: WorkloadAcrossProcesses,
+  pick: (results: ReadonlyArray<Result>) => Result
+): number => median(perProcess.map((results) => pick(results).opsPerSecond))
+
+/** Per process, `ratioPerRound` of the case `subject` finds against those `others` find. */
+export const ratiosAcross = (
+  { perProcess }: WorkloadAcrossProcesses,
+  subject: (results: ReadonlyArray<Result>) => Result,
+  others: ReadonlyArray<(results: ReadonlyArray<Result>) => Result>
+): Array<number> => perProcess.map((results) => ratioPerRound(subject(results), others.map((other) => other(results))))
+
 /** The median over rounds of `subject`'s time per operation minus `base`'s, in nanoseconds. */
 export const differencePerRound = (subject: Result, base: Result): number =>
   median(subject.rounds.map((ops, i) => 1e9 / ops - 1e9 / base.rounds[i]!))

@@ -20,9 +20,23 @@ import { gunzipSync } from "node:zlib"
 import { LRUCache } from "lru-cache"
 import { LruMap } from "../src/internal/lruMap.js"
 import { TinyLfu } from "../src/internal/tinyLfu.js"
-import { type Case, heapInUse, measure, median, ownCopy, random, ratioPerRound, type Result, rounds, seeStringShapes } from "./harness.js"
+import {
+  acrossProcesses,
+  type Case,
+  heapInUse,
+  measure,
+  median,
+  ownCopy,
+  random,
+  rateAcross,
+  ratiosAcross,
+  type Result,
+  rounds,
+  seeStringShapes,
+  type WorkloadResult
+} from "./harness.js"
 import { CAPACITY, OPS, runLruMemory, workloadIds } from "./lru.js"
-import { inFreshProcesses, machine, nodeArgs, ratio, root, table, versionOf } from "./report.js"
+import { inFreshProcesses, machine, nodeArgs, ratio, ratioSpread, root, table, versionOf } from "./report.js"
 
 const traces = join(root, "..", "shared", "traces")
 
@@ -146,7 +160,7 @@ const zipfMixLoop = (structure: Structure<unknown>, keys: ReadonlyArray<unknown>
  * (`ownCopy`), so that each call site sees one class, as a user's does; and each has first seen keys of every
  * representation V8 gives a string (`seeStringShapes`), as a service's cache has.
  */
-const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<{ workload: string; results: Array<Result> }>> => {
+const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<WorkloadResult>> => {
   const { heldIds, hitPicks, zipfIds } = workloadIds()
   for (const impl of implementations) seeStringShapes(impl.make)
 
@@ -180,7 +194,7 @@ const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<{
 }
 
 /** One process's speed section: each workload's results, in the order of `implementations`. */
-type SpeedRun = Array<{ workload: string; results: Array<Result> }>
+type SpeedRun = Array<WorkloadResult>
 
 /** How many fresh processes the speed section runs in (see there). */
 const speedProcesses = Number(process.env.BENCH_PROCESSES ?? 5)
@@ -259,13 +273,20 @@ on the string one, lru-cache's own rate moving from 7.2 to 16.8 M/s between them
 ${
     table(
       ["workload", "TinyLfu", "LruMap", "lru-cache", "TinyLfu ÷ lru-cache", "TinyLfu ÷ LruMap"],
-      runs[0]!.map(({ workload }, w) => {
-        const perProcess = runs.map((run) => run[w]!.results as [Result, Result, Result])
-        const rate = (c: number) => `${(median(perProcess.map((r) => r[c]!.opsPerSecond)) / 1e6).toFixed(2)} M/s`
-        const spread = (xs: ReadonlyArray<number>) =>
-          `${ratio(median(xs))} (${ratio(Math.min(...xs))}–${ratio(Math.max(...xs))})`
-        const versus = (c: number) => perProcess.map((r) => ratioPerRound(r[0], [r[c]!]))
-        return [workload, rate(0), rate(1), rate(2), `**${spread(versus(2))}**`, spread(versus(1))]
+      acrossProcesses(runs).map((workload) => {
+        // The cases, in the order of `implementations`.
+        const tinyLfu = (results: ReadonlyArray<Result>) => results[0]!
+        const lruMap = (results: ReadonlyArray<Result>) => results[1]!
+        const lruCache = (results: ReadonlyArray<Result>) => results[2]!
+        const rate = (pick: typeof tinyLfu) => `${(rateAcross(workload, pick) / 1e6).toFixed(2)} M/s`
+        return [
+          workload.workload,
+          rate(tinyLfu),
+          rate(lruMap),
+          rate(lruCache),
+          `**${ratioSpread(ratiosAcross(workload, tinyLfu, [lruCache]))}**`,
+          ratioSpread(ratiosAcross(workload, tinyLfu, [lruMap]))
+        ]
       })
     )
   }
@@ -295,10 +316,8 @@ ${
   return sections.join("\n")
 }
 
-if (process.argv[2] === "--tinylfu-memory-probe") {
-  console.log(probeTinyLfu())
-} else if (process.argv[2] === "--speed-probe") {
-  console.log(JSON.stringify(await speedRun()))
-} else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  console.log(`# W-TinyLFU against LRU\n\n${machine()}\n\n${await runHitRatio()}`)
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.argv[2] === "--tinylfu-memory-probe") console.log(probeTinyLfu())
+  else if (process.argv[2] === "--speed-probe") console.log(JSON.stringify(await speedRun()))
+  else console.log(`# W-TinyLFU against LRU\n\n${machine()}\n\n${await runHitRatio()}`)
 }

@@ -5,13 +5,14 @@
  * large cache that holds few entries.
  */
 import { execFileSync } from "node:child_process"
+import { pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import { LRUCache } from "lru-cache"
 import { LRUCache as MnemonistLRUCache } from "mnemonist"
 import type { Cache } from "../src/Cache.js"
 import { LruMap, maxCapacity } from "../src/internal/lruMap.js"
 import * as LruCache from "../src/LruCache.js"
-import { type Case, measure, median, ownCopy, random, type Result, seeStringShapes, zipf } from "./harness.js"
+import { type Case, measure, median, ownCopy, random, type Result, seeStringShapes, type WorkloadResult, zipf } from "./harness.js"
 import { nodeArgs } from "./report.js"
 
 /** The sizes of the structure workloads: capacity, key space, operations per round (shared with bench/hitRatio.ts). */
@@ -49,11 +50,6 @@ const implementations: ReadonlyArray<{ readonly name: string; readonly make: (ca
   { name: "lru-cache 11", make: (capacity = CAPACITY) => new LRUCache<{}, {}>({ max: capacity }) },
   { name: "mnemonist LRUCache", make: (capacity = CAPACITY) => new MnemonistLRUCache<unknown, unknown>(capacity) }
 ]
-
-export interface WorkloadResult {
-  readonly workload: string
-  readonly results: ReadonlyArray<Result>
-}
 
 /**
  * The three workloads over keys made by `keyOf`. Every implementation gets keys of its own — equal values, but
@@ -336,6 +332,8 @@ const probeMemory = (id: string): number => {
   return (after - before) / probe.entries
 }
 
-if (process.argv[2] === "--memory-probe") {
-  console.log(probeMemory(process.argv[3]!))
+// Only when this module is the one `node` ran: bench/hitRatio.ts imports it, and has a `--speed-probe` of its own.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.argv[2] === "--memory-probe") console.log(probeMemory(process.argv[3]!))
+  else if (process.argv[2] === "--speed-probe") console.log(JSON.stringify(await runLru()))
 }

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from "node:fs"
 import * as os from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { median } from "./harness.js"
 
 /**
  * Whether the bench runs compiled (`npm run bench` compiles `src` and `bench` with tsc into `.bench-tmp`, so the
@@ -57,6 +58,10 @@ export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<Readonl
   ].join("\n")
 
 export const ratio = (x: number): string => `${x.toFixed(2)}×`
+
+/** Ratios measured once per process: their median, and their range in parentheses. */
+export const ratioSpread = (xs: ReadonlyArray<number>): string =>
+  `${ratio(median(xs))} (${ratio(Math.min(...xs))}–${ratio(Math.max(...xs))})`
 
 export const machine = (): string => {
   const cpus = os.cpus()
