@@ -66,6 +66,9 @@ export interface Result {
 
 export const rounds = Number(process.env.BENCH_ROUNDS ?? 7)
 
+/** How many fresh processes a table measured across processes runs in (see `inFreshProcesses` in bench/report.ts). */
+export const processes = Number(process.env.BENCH_PROCESSES ?? 5)
+
 export const median = (values: ReadonlyArray<number>): number => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1

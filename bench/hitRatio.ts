@@ -27,6 +27,7 @@ import {
   measure,
   median,
   ownCopy,
+  processes,
   random,
   rateAcross,
   ratiosAcross,
@@ -196,9 +197,6 @@ const speed = async <K>(keyOf: (i: number) => K, label: string): Promise<Array<W
 /** One process's speed section: each workload's results, in the order of `implementations`. */
 type SpeedRun = Array<WorkloadResult>
 
-/** How many fresh processes the speed section runs in (see there). */
-const speedProcesses = Number(process.env.BENCH_PROCESSES ?? 5)
-
 /** The speed section in this process: integer keys, then string keys. */
 const speedRun = async (): Promise<SpeedRun> => [
   ...(await speed((i) => i, "integer")),
@@ -254,15 +252,15 @@ no run is more than a point below LRU.
 ${hitRatios()}
 `)
 
-  log(`speed, in ${speedProcesses} fresh processes …`)
-  const runs = inFreshProcesses<SpeedRun>("hitRatio", "--speed-probe", speedProcesses)
+  log(`speed, in ${processes} fresh processes …`)
+  const runs = inFreshProcesses<SpeedRun>("hitRatio", "--speed-probe", processes)
   sections.push(`## W-TinyLFU against LRU: speed
 
 Capacity 1e5 over a space of 1e6 keys, 2e6 operations per round, as in bench/lru.ts. *get-hit*: the structure
 holds 1e5 keys and each get asks for one of them uniformly at random. *Zipf mix*: Zipf-distributed gets (s = 0.99)
 on an empty structure, a set after each miss.
 
-Measured in ${speedProcesses} fresh processes, one after another, each running every case for ${rounds} rounds. A ratio is
+Measured in ${processes} fresh processes, one after another, each running every case for ${rounds} rounds. A ratio is
 first the median over one process's rounds of the per-round ratio, then the median over the processes, with
 their range in parentheses; a rate is the median over the processes of each process's median. Why several
 processes: on this machine the ratio moves far more from one process to the next than between the rounds of one

@@ -15,6 +15,7 @@ import {
   formatDuration,
   formatNanos,
   formatOps,
+  processes,
   type Result,
   rateAcross,
   ratioPerRound,
@@ -29,8 +30,6 @@ import { GETS as L1_GETS, PROMISE_CALLS, runRepositoryHit, TASKS as L1_TASKS } f
 
 const sections: Array<string> = []
 const log = (line: string) => console.log(line)
-
-const processes = Number(process.env.BENCH_PROCESSES ?? 5)
 
 log(`LRU structure, in ${processes} fresh processes …`)
 const lru = acrossProcesses(inFreshProcesses<Array<WorkloadResult>>("lru", "--speed-probe", processes))
